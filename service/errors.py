@@ -1,0 +1,17 @@
+"""Errors the service reports to a person as one clear line (the CLI prints them; the API turns them into 4xx)."""
+
+
+class ServiceError(Exception):
+    """Base class: the message is the whole story, no traceback needed."""
+
+
+class BundleError(ServiceError):
+    """A model bundle is missing, malformed or inconsistent."""
+
+
+class ClipError(ServiceError):
+    """A clip cannot be read: missing, empty, corrupt, or not a video."""
+
+
+class DetectorError(ServiceError):
+    """A face detector cannot be built (e.g. a configured model file does not exist)."""

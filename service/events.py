@@ -1,0 +1,46 @@
+"""Contract 2, the emotion event: what the service tells its clients, one JSON object per event."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Box = tuple[float, float, float, float]  # x, y, w, h in source pixels
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    source: str = Field(description="which camera, stream or clip the event is about")
+
+
+class EmotionEvent(_Event):
+    type: Literal["emotion"] = "emotion"
+    track_id: int
+    t_start: float = Field(description="seconds since the source started, first frame of the window")
+    t_end: float = Field(description="seconds since the source started, last frame of the window")
+    label: str
+    confidence: float = Field(ge=0, le=1)
+    probs: dict[str, float]
+    box: Box
+    model: str
+    prompt: str = Field(description="a sentence for the LLM")
+
+
+class TrackEvent(_Event):
+    type: Literal["track_new", "track_lost"]
+    track_id: int
+    t: float
+    box: Box
+
+
+class HeartbeatEvent(_Event):
+    type: Literal["heartbeat"] = "heartbeat"
+    t: float
+
+
+Event = Annotated[Union[EmotionEvent, TrackEvent, HeartbeatEvent], Field(discriminator="type")]
+
+
+def event_time(event: EmotionEvent | TrackEvent | HeartbeatEvent) -> float:
+    return event.t_end if isinstance(event, EmotionEvent) else event.t

@@ -1,0 +1,77 @@
+"""ONNX Runtime engine for a model bundle: uint8 windows in, class probabilities out."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnxruntime as ort
+
+from service.bundle import ModelBundle
+from service.errors import BundleError
+
+log = logging.getLogger(__name__)
+
+# Fastest first; the service takes the first that this onnxruntime build offers.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:
+    """The providers to ask ONNX Runtime for (pure). Requested ones that this build lacks are dropped with a
+    warning; the CPU provider always stays last as the fallback."""
+    wanted = list(requested) if requested else [p for p in PREFERRED_PROVIDERS if p in available]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        log.warning("ONNX Runtime here has no %s (available: %s)", ", ".join(missing), ", ".join(available))
+    chosen = [p for p in wanted if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def normalise(windows: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """[B, T, H, W, C] uint8 -> [B, T, C, H, W] float32, (x / 255 - mean) / std per channel."""
+    x = windows.astype(np.float32) * (1.0 / 255.0)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class OnnxEngine:
+    def __init__(self, bundle: ModelBundle, providers: list[str] | None = None, intra_op_threads: int = 0):
+        self.bundle = bundle
+        self.spec = bundle.spec
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        chosen = choose_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(bundle.onnx_path), options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+            raise BundleError(f"ONNX Runtime cannot load {bundle.onnx_path}: {exc}") from None
+        self.providers = self.session.get_providers()
+        graph_inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        declared = {t.name for t in self.spec.inputs}
+        if set(graph_inputs) != declared:
+            raise BundleError(f"{bundle.onnx_path} has inputs {sorted(graph_inputs)}, bundle.json declares {sorted(declared)}")
+        log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
+                 self.providers[0])
+
+    @property
+    def labels(self) -> list[str]:
+        return self.spec.labels
+
+    def predict(self, faces: np.ndarray, scene: np.ndarray | None = None) -> np.ndarray:
+        """faces [B, T, H, W, C] uint8 (and scene alike for scene-aware bundles) -> probabilities [B, labels]."""
+        spec = self.spec
+        feeds = {"faces": normalise(faces, spec.mean, spec.std)}
+        if spec.needs_scene:
+            if scene is None:
+                raise ValueError(f"bundle {spec.name} needs scene crops")
+            feeds["scene"] = normalise(scene, spec.mean, spec.std)
+        (logits,) = self.session.run(["logits"], feeds)
+        return softmax(logits.astype(np.float32))

@@ -1,0 +1,106 @@
+"""The result of analysing a clip: a pydantic report (the CLI's --json and the REST answer), a printed timeline,
+and a plot of each track's label probabilities over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from service.events import EmotionEvent, Event
+
+
+class TrackSummary(BaseModel):
+    track_id: int
+    t_first: float
+    t_last: float
+    windows: int
+    dominant_label: str | None = Field(description="label with the highest mean probability over its windows")
+
+
+class ClipReport(BaseModel):
+    source: str
+    model: str
+    labels: list[str]
+    detector: str
+    width: int
+    height: int
+    source_fps: float
+    duration: float = Field(description="seconds of video decoded")
+    frames_decoded: int
+    frames_sampled: int
+    sample_fps: float
+    tracks: list[TrackSummary]
+    events: list[Event]
+    stages: dict[str, dict[str, float]] = Field(default_factory=dict, description="per-stage time, this run")
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def emotions(self) -> list[EmotionEvent]:
+        return [e for e in self.events if isinstance(e, EmotionEvent)]
+
+
+def summarise_tracks(events: list, labels: list[str]) -> list[TrackSummary]:
+    """Per track: when it was seen and its dominant label (pure)."""
+    spans: dict[int, list[float]] = {}
+    sums: dict[int, dict[str, float]] = {}
+    counts: dict[int, int] = {}
+    for event in events:
+        if event.type in ("track_new", "track_lost"):
+            span = spans.setdefault(event.track_id, [event.t, event.t])
+            span[0], span[1] = min(span[0], event.t), max(span[1], event.t)
+        elif event.type == "emotion":
+            acc = sums.setdefault(event.track_id, dict.fromkeys(labels, 0.0))
+            for label, p in event.probs.items():
+                acc[label] += p
+            counts[event.track_id] = counts.get(event.track_id, 0) + 1
+    return [TrackSummary(track_id=tid, t_first=span[0], t_last=span[1], windows=counts.get(tid, 0),
+                         dominant_label=max(sums[tid], key=sums[tid].get) if tid in sums else None)
+            for tid, span in sorted(spans.items())]
+
+
+def format_timeline(report: ClipReport) -> str:
+    lines = [f"{report.source}: {report.duration:.1f} s, {report.width}x{report.height} @ {report.source_fps:.1f} fps, "
+             f"{report.frames_sampled} frames sampled at {report.sample_fps:g} fps; model {report.model}; "
+             f"detector {report.detector}"]
+    for track in report.tracks:
+        lines.append(f"track {track.track_id}: {track.t_first:.1f}-{track.t_last:.1f} s, {track.windows} windows, "
+                     f"mostly {track.dominant_label or 'unknown (too short for a window)'}")
+        for event in report.emotions:
+            if event.track_id == track.track_id:
+                runner_up = sorted(event.probs.items(), key=lambda kv: kv[1], reverse=True)[1]
+                lines.append(f"  {event.t_start:6.2f}-{event.t_end:6.2f} s  {event.label:<9} {event.confidence:5.2f}"
+                             f"   (next: {runner_up[0]} {runner_up[1]:.2f})")
+    return "\n".join(lines)
+
+
+def plot_timeline(report: ClipReport, path: str | Path) -> Path:
+    """One panel per track: each label's probability at the end time of each window."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: the service runs without a display
+    import matplotlib.pyplot as plt
+
+    tracks = [t for t in report.tracks if t.windows]
+    fig, axes = plt.subplots(max(1, len(tracks)), 1, figsize=(9, 2.6 * max(1, len(tracks))), squeeze=False)
+    for ax, track in zip(axes[:, 0], tracks):
+        events = [e for e in report.emotions if e.track_id == track.track_id]
+        times = [e.t_end for e in events]
+        for label in report.labels:
+            ax.plot(times, [e.probs[label] for e in events], marker="o", markersize=3, label=label)
+        ax.set_title(f"track {track.track_id} (mostly {track.dominant_label})", fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
+        ax.grid(alpha=0.3)
+    if not tracks:
+        axes[0, 0].text(0.5, 0.5, "no face tracked long enough for a window", ha="center", va="center")
+    axes[-1, 0].set_xlabel("time (s, window end)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="upper right", ncol=len(names), fontsize=8)
+    fig.suptitle(f"{Path(report.source).name}: {report.model}", fontsize=11, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from service.bundle import ModelBundle
+from service.config import DEFAULT_BUNDLE
+from service.crops import crop_face
+from service.inference import OnnxEngine, choose_providers, normalise, softmax
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE))
+
+
+def test_provider_preference_and_cpu_fallback():
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, available) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    # Asked for TensorRT on a CPU-only build: dropped (with a warning), the CPU remains.
+    assert choose_providers(["TensorrtExecutionProvider"], ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_normalise_layout_and_values():
+    windows = np.zeros((2, 16, 8, 8, 3), np.uint8)
+    windows[..., 0] = 255
+    x = normalise(windows, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    assert x.shape == (2, 16, 3, 8, 8) and x.dtype == np.float32
+    assert np.all(x[:, :, 0] == 1.0) and np.all(x[:, :, 1] == -1.0)
+
+
+def test_softmax_is_stable():
+    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    assert np.allclose(p, [[1, 0], [0.5, 0.5]])
+
+
+def test_engine_on_cpu_gives_probabilities(engine):
+    assert engine.providers[-1] == "CPUExecutionProvider"
+    probs = engine.predict(np.random.default_rng(0).integers(0, 255, (3, 16, 64, 64, 1), dtype=np.uint8))
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_engine_reads_the_smiling_astronaut_as_happy(engine, astronaut_image):
+    face = crop_face(astronaut_image, (177, 66, 95, 95), 64, 1)
+    probs = engine.predict(np.repeat(face[None, None], 16, axis=1))[0]
+    assert engine.labels[int(np.argmax(probs))] == "happy" and probs.max() > 0.9
+
+
+def test_engine_refuses_a_graph_that_is_not_onnx(tmp_path):
+    import shutil
+
+    from service.bundle import file_sha256
+    from service.errors import BundleError
+
+    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    (bundle_dir / "model.onnx").write_bytes(b"garbage")
+    spec = ModelBundle.load(bundle_dir, verify_sha256=False).spec.model_copy(
+        update={"sha256": file_sha256(bundle_dir / "model.onnx")})
+    with pytest.raises(BundleError, match="ONNX Runtime cannot load"):
+        OnnxEngine(ModelBundle(bundle_dir, spec))
