@@ -60,6 +60,13 @@ class OnnxEngine:
             raise BundleError(f"{bundle.onnx_path} has inputs {sorted(graph_inputs)}, bundle.json declares {sorted(declared)}")
         log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
                  self.providers[0])
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One throw-away window, so that ONNX Runtime's first-call set-up does not land on the first real face."""
+        size, frames = self.spec.image_size, self.spec.num_frames
+        blank = np.zeros((1, frames, size, size, self.spec.channels), np.uint8)
+        self.predict(blank, blank if self.spec.needs_scene else None)
 
     @property
     def labels(self) -> list[str]:
