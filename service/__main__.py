@@ -1,16 +1,21 @@
-"""Command line: `python -m service analyze CLIP [--model BUNDLE_DIR] [--json OUT] [--plot OUT.png]`."""
+"""Command line.
+
+    python -m service serve [--source SRC ...] [--host H] [--port P] [--model BUNDLE_DIR] [--config FILE]
+    python -m service analyze CLIP [--model BUNDLE_DIR] [--json OUT] [--plot OUT.png]
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.config import SAMPLE_CLIP, Settings
+from service.config import CONFIG_FILE_ENV, SAMPLE_CLIP, Settings
 from service.errors import ServiceError
 
 log = logging.getLogger("service")
@@ -19,7 +24,19 @@ log = logging.getLogger("service")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="settings file (same as EMOTION_CONFIG_FILE)")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="watch cameras/streams/files, serve the API and the event stream")
+    serve.add_argument("--source", action="append", metavar="SRC", dest="sources",
+                       help="camera index, /dev/videoN, rtsp/http URL or video file (repeatable; NAME=SRC names it). "
+                            "Default: camera 0 if present, else the bundled sample clip, looped")
+    serve.add_argument("--no-live", action="store_true", help="no live sources: serve clip uploads only")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
+    serve.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])
 
     analyze = commands.add_parser("analyze", help="emotion timeline of a recorded clip")
     analyze.add_argument("clip", type=Path, nargs="?", default=SAMPLE_CLIP,
@@ -35,9 +52,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {key: value for key, value in (("model", args.model), ("sample_fps", args.sample_fps),
-                                                ("hop", args.hop), ("detector", args.detector)) if value is not None}
+    if args.config:
+        os.environ[CONFIG_FILE_ENV] = str(args.config)
+    names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return Settings(**overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api import create_app
+
+    settings = _settings(args)
+    app = create_app(settings, live=not args.no_live)
+    if settings.token is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without a token: anyone on the network can read the event stream", settings.host)
+    print(f"serving on http://{settings.host}:{settings.port} (API docs at /docs, events at "
+          f"ws://{settings.host}:{settings.port}/v1/stream); Ctrl-C stops", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info" if args.verbose else "warning")
+    return 0
 
 
 def analyze(args: argparse.Namespace) -> int:
@@ -79,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"analyze": analyze}[args.command](args)
+        return {"analyze": analyze, "serve": serve}[args.command](args)
     except ValidationError as exc:  # a bad EMOTION_* variable or option value
         first = exc.errors()[0]
         print(f"error: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
@@ -87,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. an --json/--plot path in a missing directory
-        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # e.g. an --json/--plot path in a missing directory, a port in use, a missing config
+        print(f"error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

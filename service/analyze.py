@@ -16,7 +16,7 @@ from service.ingest import ClipDecoder, FrameSampler
 from service.metrics import StageTimer
 from service.pipeline import FacePipeline, classify
 from service.report import ClipReport, summarise_tracks
-from service.track import IouTracker
+from service.track import create_tracker
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def analyze_clip(path: str | Path, settings: Settings, engine: OnnxEngine, detec
                         "(EMOTION_MAX_CLIP_SECONDS)")
     sampler = FrameSampler(settings.sample_fps)
     faces = FacePipeline(source, engine.spec, settings, detector,
-                         IouTracker(settings.track_iou, settings.track_max_missed, settings.track_min_hits), timer)
+                         create_tracker(settings), timer)
     events, pending = [], []
     decoded = sampled = 0
     last_t = 0.0
@@ -52,12 +52,12 @@ def analyze_clip(path: str | Path, settings: Settings, engine: OnnxEngine, detec
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(classify(engine, pending, source, settings.max_batch, timer))
+            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
-    events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer))
+    events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts))
     events.sort(key=event_time)
     warnings = [decoder.decode_error] if decoder.decode_error else []
     return ClipReport(

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource)
+
+from service.forwarder import ForwarderSettings
+from service.prompts import PromptTemplates
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEFAULT_BUNDLE = ASSETS_DIR / "bundles" / "fer-mini-xception"
 SAMPLE_CLIP = ASSETS_DIR / "samples" / "astronaut.mp4"
 
 DetectorName = Literal["auto", "scrfd", "yunet", "haar"]
+CONFIG_FILE_ENV = "EMOTION_CONFIG_FILE"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EMOTION_", env_file=".env", env_ignore_empty=True, extra="ignore")
+    """Precedence: explicit arguments (CLI options) > EMOTION_* environment variables > .env > the TOML file named
+    by EMOTION_CONFIG_FILE (or --config) > defaults. Nested settings use a double underscore in variables, e.g.
+    EMOTION_FORWARDER__ENABLED=true."""
+
+    model_config = SettingsConfigDict(env_prefix="EMOTION_", env_file=".env", env_ignore_empty=True, extra="ignore",
+                                      env_nested_delimiter="__")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        sources = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"config file {config_file} ({CONFIG_FILE_ENV}) does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # Live sources and the HTTP server
+    sources: list[str] = Field(
+        default_factory=list, description="camera index, /dev/video path, rtsp/http URL or video file; "
+        "NAME=SRC names it; empty: camera 0 if present, else the bundled sample clip, looped")
+    host: str = Field("127.0.0.1", description="address the HTTP server binds")
+    port: int = Field(8000, ge=1, le=65535)
+    token: SecretStr | None = Field(None, description="if set, every endpoint needs 'Authorization: Bearer TOKEN'")
 
     # Model
     model: Path = Field(DEFAULT_BUNDLE, description="model bundle directory (model.onnx + bundle.json)")
@@ -38,6 +69,7 @@ class Settings(BaseSettings):
     detect_max_side: int = Field(640, ge=64, description="frames are downscaled to this longest side for detection")
 
     # Tracking
+    tracker: Literal["bytetrack", "iou"] = Field("bytetrack", description="ByteTrack (trackers package) or plain IoU")
     track_iou: float = Field(0.3, gt=0, lt=1, description="least IoU to continue a track")
     track_max_missed: int = Field(8, ge=0, description="sampled frames a track survives without a detection")
     track_min_hits: int = Field(3, ge=1, description="consecutive detections before a face becomes a track")
@@ -45,5 +77,30 @@ class Settings(BaseSettings):
     # Crops
     face_margin: float = Field(0.2, ge=0, description="square face box enlarged by this fraction on each side")
 
-    # Input limits
+    # Smoothing of labels per track
+    smoothing: Literal["none", "ema", "hysteresis"] = Field("ema", description="how labels are steadied per track")
+    ema_alpha: float = Field(0.5, gt=0, le=1, description="weight of the newest window in the moving average")
+    hysteresis_margin: float = Field(0.15, ge=0, lt=1, description="lead another label needs to take over")
+
+    # Queues, watchdog, reconnects (live sources)
+    frame_queue: int = Field(2, ge=1, description="sampled frames waiting per source; older ones are dropped")
+    window_queue: int = Field(32, ge=1, description="windows waiting for inference; older ones are dropped")
+    subscriber_queue: int = Field(256, ge=1, description="events a slow websocket client may lag before losing some")
+    heartbeat_s: float = Field(5.0, gt=0, description="heartbeat event interval")
+    stall_s: float = Field(20.0, gt=0, description="a stage without progress this long is restarted")
+    watchdog_interval_s: float = Field(2.0, gt=0)
+    watchdog_retry_s: float = Field(10.0, ge=0, description="least time between two restarts of one component")
+    reconnect_backoff_s: float = Field(0.5, gt=0, description="first wait before reopening a failed source")
+    reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reopen attempts")
+
+    # Uploads and input limits
+    max_upload_mb: float = Field(200.0, gt=0, description="larger uploads get 413")
+    sync_upload_mb: float = Field(20.0, ge=0, description="larger uploads are answered 202 and processed in the "
+                                  "background (poll Location)")
+    clip_workers: int = Field(1, ge=1, description="uploaded clips analysed at once")
     max_clip_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
+    event_log: Path | None = Field(None, description="append every event to this JSONL file")
+
+    # Prompts for the LLM and the optional forwarder to an OpenAI-compatible server
+    prompts: PromptTemplates = Field(default_factory=PromptTemplates)
+    forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings)

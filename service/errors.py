@@ -15,3 +15,11 @@ class ClipError(ServiceError):
 
 class DetectorError(ServiceError):
     """A face detector cannot be built (e.g. a configured model file does not exist)."""
+
+
+class SourceError(ServiceError):
+    """A live source is misnamed or cannot be opened."""
+
+
+class UploadError(ServiceError):
+    """An uploaded clip is refused (too large, empty, not a video)."""

@@ -14,6 +14,14 @@ class _Event(BaseModel):
     source: str = Field(description="which camera, stream or clip the event is about")
 
 
+class ChatMessage(BaseModel):
+    """One turn in OpenAI / Qwen chat format."""
+
+    model_config = ConfigDict(frozen=True)
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class EmotionEvent(_Event):
     type: Literal["emotion"] = "emotion"
     track_id: int
@@ -25,6 +33,9 @@ class EmotionEvent(_Event):
     box: Box
     model: str
     prompt: str = Field(description="a sentence for the LLM")
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="the prompt in OpenAI/Qwen chat format: a system turn with the emotion context, "
+                                  "then a user turn")
 
 
 class TrackEvent(_Event):

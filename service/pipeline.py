@@ -13,7 +13,7 @@ from service.crops import crop_face, crop_scene
 from service.detect.base import FaceDetector
 from service.events import EmotionEvent, TrackEvent
 from service.metrics import StageTimer
-from service.prompts import emotion_prompt
+from service.prompts import PromptTemplates, chat_messages, emotion_prompt
 from service.track.base import FaceTracker
 from service.windows import Window, WindowBuffers
 
@@ -35,6 +35,7 @@ class FacePipeline:
         self.timer = timer or StageTimer()
         self.buffers = WindowBuffers(spec.num_frames, settings.hop)
         self._last_seen: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
+        self.last_faces: list = []  # the tracked faces of the latest frame (for the live state)
         # A track shorter than this never gets a stretched window at its end (too little to judge).
         self.min_partial_frames = max(2, spec.num_frames // 2)
 
@@ -47,6 +48,7 @@ class FacePipeline:
         for track_id in update.lost:
             self._end_track(track_id, result)
         result.faces = len(update.faces)
+        self.last_faces = update.faces
         if not update.faces:
             return result
         with self.timer.time("crop"):
@@ -78,20 +80,25 @@ class FacePipeline:
         result.lifecycle.append(TrackEvent(source=self.source, type="track_lost", track_id=track_id, t=t, box=box))
 
 
-def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str) -> EmotionEvent:
-    """A classified window as Contract 2's emotion event, prompt included (pure)."""
+def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
+                  templates: PromptTemplates | None = None) -> EmotionEvent:
+    """A classified window as Contract 2's emotion event, with a prompt and chat messages about this one face (pure;
+    the live runtime describes everyone in view instead)."""
     best = int(np.argmax(probs))
     confidence = float(probs[best])
+    templates = templates or PromptTemplates()
+    prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
     return EmotionEvent(
         source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
         label=labels[best], confidence=round(confidence, 4),
         probs={label: round(float(p), 4) for label, p in zip(labels, probs)},
         box=tuple(round(v, 1) for v in window.box), model=model,
-        prompt=emotion_prompt(labels[best], confidence, window.t_end - window.t_start),
+        prompt=prompt, messages=chat_messages(prompt, templates),
     )
 
 
-def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer) -> list[EmotionEvent]:
+def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer,
+             templates: PromptTemplates | None = None) -> list[EmotionEvent]:
     """Windows from any tracks, batched max_batch at a time through the engine."""
     events = []
     for i in range(0, len(windows), max_batch):
@@ -100,5 +107,6 @@ def classify(engine, windows: list[Window], source: str, max_batch: int, timer: 
         scene = np.stack([w.scene for w in batch]) if batch[0].scene is not None else None
         with timer.time("infer"):
             probs = engine.predict(faces, scene)
-        events.extend(emotion_event(w, p, engine.labels, source, engine.spec.name) for w, p in zip(batch, probs))
+        events.extend(emotion_event(w, p, engine.labels, source, engine.spec.name, templates)
+                      for w, p in zip(batch, probs))
     return events

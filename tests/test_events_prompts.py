@@ -1,7 +1,7 @@
 import numpy as np
 from pydantic import TypeAdapter
 
-from service.events import EmotionEvent, Event, TrackEvent
+from service.events import ChatMessage, EmotionEvent, Event, TrackEvent
 from service.pipeline import emotion_event
 from service.prompts import adjective, emotion_prompt
 from service.windows import Window
@@ -21,7 +21,7 @@ def test_emotion_event_from_a_window_follows_contract_2():
     data = event.model_dump()
     assert data["type"] == "emotion" and data["label"] == "happy" and data["confidence"] == 0.81
     assert set(data) >= {"source", "track_id", "t_start", "t_end", "label", "confidence", "probs", "box", "model",
-                         "prompt"}
+                         "prompt", "messages"}
     assert data["probs"] == {"sad": 0.1, "happy": 0.81, "neutral": 0.09}
     assert "happy" in data["prompt"]
 
@@ -30,6 +30,7 @@ def test_events_round_trip_through_json_by_type():
     adapter = TypeAdapter(list[Event])
     events = [TrackEvent(source="s", type="track_new", track_id=1, t=0.0, box=(0, 0, 1, 1)),
               EmotionEvent(source="s", track_id=1, t_start=0, t_end=2, label="sad", confidence=0.5,
-                           probs={"sad": 0.5, "happy": 0.5}, box=(0, 0, 1, 1), model="m", prompt="p")]
+                           probs={"sad": 0.5, "happy": 0.5}, box=(0, 0, 1, 1), model="m", prompt="p",
+                           messages=[ChatMessage(role="system", content="p"), ChatMessage(role="user", content="hi")])]
     restored = adapter.validate_json(adapter.dump_json(events))
     assert [type(e) for e in restored] == [TrackEvent, EmotionEvent] and restored == events

@@ -31,9 +31,8 @@ class HaarFaceDetector(FaceDetector):
         # No histogram equalisation: on this cascade it doubles false positives on textured backgrounds.
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         min_side = max(8, round(self.min_face / scale))
-        boxes, neighbours, _ = self._cascade.detectMultiScale3(
-            gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(min_side, min_side),
-            outputRejectLevels=True)
+        boxes, neighbours = self._cascade.detectMultiScale2(
+            gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
         # The cascade gives no probability; the number of merged neighbours is the closest thing to one.
         found = [Detection(tuple(map(float, b)), float(n) / (float(n) + self.min_neighbors))
                  for b, n in zip(boxes, np.ravel(neighbours))]

@@ -1,0 +1,88 @@
+"""The FastAPI application: model and detector checked at creation (so a bad configuration fails before the server
+starts, with one clear line), live runtime and background tasks started in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from service.api.clip_jobs import ClipJobs
+from service.api.deps import Services, require_token
+from service.api.prometheus import ServiceMetrics
+from service.api.routes import clips, health, metrics, models, state, stream
+from service.bundle import ModelBundle
+from service.config import Settings
+from service.detect import create_detector
+from service.events import HeartbeatEvent
+from service.inference import OnnxEngine
+from service.live.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+
+async def _heartbeats(bus: EventBus, clock: Callable[[], float], interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        bus.publish(HeartbeatEvent(source="service", t=round(clock(), 3)))
+
+
+def create_app(settings: Settings | None = None, live: bool = True, sources: list[str] | None = None,
+               opener=None) -> FastAPI:
+    """live=False serves uploads only (no cameras). `sources` overrides settings.sources; `opener` replaces
+    OpenCV's capture (tests)."""
+    settings = settings or Settings()
+    engine = OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads)
+    create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from service.live.runtime import LiveRuntime
+
+        loop = asyncio.get_running_loop()
+        service_metrics = ServiceMetrics()
+        runtime = None
+        if live:
+            extra = {"opener": opener} if opener is not None else {}
+            runtime = LiveRuntime(settings, engine, sources, observe_stage=service_metrics.observe_stage,
+                                  observe_batch=service_metrics.observe_batch, **extra)
+            service_metrics.watch_runtime(runtime.snapshot)
+        bus = runtime.bus if runtime else EventBus(settings.subscriber_queue)
+        bus.attach_loop(loop)
+        forwarder = None
+        if settings.forwarder.enabled:
+            from service.forwarder import LLMForwarder
+
+            forwarder = LLMForwarder(settings.forwarder)
+            # Sinks run in the publishing threads; post_from_thread hands the event to the loop without waiting.
+            bus.add_sink(functools.partial(forwarder.post_from_thread, loop))
+        clip_jobs = ClipJobs(settings, engine)
+        app.state.services = Services(settings, engine, clip_jobs, service_metrics, bus, runtime, forwarder)
+        if runtime:
+            runtime.start()
+        clock = runtime.clock if runtime else loop.time
+        heartbeat = asyncio.create_task(_heartbeats(bus, clock, settings.heartbeat_s))
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            if runtime:
+                await asyncio.to_thread(runtime.stop)
+            clip_jobs.shutdown()
+            if forwarder:
+                await forwarder.aclose(drain_timeout_s=1.0)
+
+    app = FastAPI(title="emotion-perception", version="0.1.0", lifespan=lifespan,
+                  description="Dynamic facial-expression recognition for robots: emotion events with LLM prompts.")
+    guarded = [Depends(require_token)]
+    for router in (health.router, models.router, state.router, clips.router, metrics.router):
+        app.include_router(router, dependencies=guarded)
+    app.include_router(stream.router)  # checks the token itself (websockets may pass it as ?token=)
+    return app

@@ -1,0 +1,19 @@
+"""What the service sees now: sources, their health, and the people in view with their current labels."""
+
+from fastapi import APIRouter, HTTPException
+
+from service.api.deps import ServicesDep
+
+router = APIRouter(prefix="/v1/state", tags=["state"])
+
+
+@router.get("")
+def get_state(services: ServicesDep, source: str | None = None) -> dict:
+    if services.runtime is None:
+        return {"t": None, "model": services.engine.spec.name, "sources": {}}
+    snapshot = services.runtime.snapshot()
+    if source is not None:
+        if source not in snapshot["sources"]:
+            raise HTTPException(404, f"no source {source!r}; sources: {', '.join(snapshot['sources']) or 'none'}")
+        snapshot["sources"] = {source: snapshot["sources"][source]}
+    return snapshot

@@ -1,0 +1,95 @@
+"""Receiving an uploaded clip: the multipart body is streamed into a private temporary file with the size limit
+enforced while bytes arrive (a 10 GB upload is refused after max bytes, not after it has filled the disk)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from service.errors import UploadError
+
+
+class UploadTooLarge(UploadError):
+    pass
+
+
+@dataclass
+class ReceivedUpload:
+    path: Path
+    filename: str
+    size: int
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+async def receive_clip(request: Request, field: str, max_bytes: int) -> ReceivedUpload:
+    """Stream the multipart field `field` of the request to a temporary file. The caller deletes it."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:  # multipart framing allowance
+        raise UploadTooLarge(f"upload of {int(declared)} bytes is over the limit of {max_bytes} bytes")
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadError(f"send the clip as multipart/form-data with a '{field}' field")
+
+    fd, name = tempfile.mkstemp(prefix="clip-", suffix=".upload")
+    path = Path(name)
+    state = {"header_field": b"", "header_value": b"", "headers": {}, "in_field": False, "found": False,
+             "size": 0, "filename": "", "too_large": False}
+    out = os.fdopen(fd, "wb")
+
+    def on_part_begin():
+        state["headers"], state["in_field"] = {}, False
+
+    def on_header_field(data, start, end):
+        state["header_field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        state["header_value"] += data[start:end]
+
+    def on_header_end():
+        state["headers"][state["header_field"].lower()] = state["header_value"]
+        state["header_field"], state["header_value"] = b"", b""
+
+    def on_headers_finished():
+        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        if disposition.get(b"name", b"").decode(errors="replace") == field and not state["found"]:
+            state["in_field"] = state["found"] = True
+            state["filename"] = disposition.get(b"filename", b"").decode(errors="replace")
+
+    def on_part_data(data, start, end):
+        if not state["in_field"] or state["too_large"]:
+            return
+        state["size"] += end - start
+        if state["size"] > max_bytes:
+            state["too_large"] = True
+            return
+        out.write(data[start:end])
+
+    parser = MultipartParser(params[b"boundary"], {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data})
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if state["too_large"]:
+                raise UploadTooLarge(f"upload is over the limit of {max_bytes} bytes")
+        parser.finalize()
+    except UploadError:
+        out.close()
+        path.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # a malformed multipart body
+        out.close()
+        path.unlink(missing_ok=True)
+        raise UploadError(f"malformed multipart body: {exc}") from None
+    out.close()
+    if not state["found"]:
+        path.unlink(missing_ok=True)
+        raise UploadError(f"no '{field}' field in the upload")
+    return ReceivedUpload(path, state["filename"] or "upload", state["size"])

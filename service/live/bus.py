@@ -1,0 +1,82 @@
+"""The event bus: workers publish from their threads; websocket subscribers and sinks (JSONL log, LLM forwarder)
+consume. A subscriber that cannot keep up loses its oldest events (counted); it never slows the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    def __init__(self, source: str | None, maxsize: int):
+        self.source = source
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def wants(self, event) -> bool:
+        # Heartbeats concern every subscriber; other events only those of the chosen source.
+        return self.source is None or event.type == "heartbeat" or event.source == self.source
+
+
+class EventBus:
+    def __init__(self, subscriber_queue: int = 256):
+        self.subscriber_queue = subscriber_queue
+        self._lock = threading.Lock()
+        self._subs: set[Subscription] = set()
+        self._sinks: list[Callable[[object], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.published = 0
+        self.dropped_total = 0  # events lost by slow subscribers, over all of them
+        self.sink_errors = 0
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def add_sink(self, sink: Callable[[object], None]) -> None:
+        """A sink is called in the publishing thread: it must be quick and must not raise (errors are counted)."""
+        self._sinks.append(sink)
+
+    def subscribe(self, source: str | None = None) -> Subscription:
+        sub = Subscription(source, self.subscriber_queue)
+        with self._lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subs)
+
+    def publish(self, event) -> None:
+        self.published += 1
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:  # a broken sink must not take the pipeline down
+                self.sink_errors += 1
+                log.exception("event sink %r failed", sink)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with self._lock:
+            subs = [s for s in self._subs if s.wants(event)]
+        for sub in subs:
+            try:
+                loop.call_soon_threadsafe(self._deliver, sub, event)
+            except RuntimeError:  # loop closed during shutdown
+                return
+
+    def _deliver(self, sub: Subscription, event) -> None:
+        if sub.queue.full():
+            sub.queue.get_nowait()
+            sub.dropped += 1
+            self.dropped_total += 1
+        sub.queue.put_nowait(event)

@@ -1,0 +1,122 @@
+"""Capture: one thread per source reading frames with OpenCV, keeping only frames the sampler wants, handing them
+over through a small drop-oldest queue, and reopening a source that fails, with backoff.
+
+A file source plays at its own frame rate and loops, like a camera would deliver it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from service.ingest.queues import BoundedQueue
+from service.ingest.sampling import FrameSampler
+from service.ingest.sources import SourceKind, SourceSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    source: str
+    seq: int  # frames read from the source so far
+    t: float  # seconds on the service clock
+    image: np.ndarray  # BGR uint8
+
+
+def open_capture(spec: SourceSpec, timeout_ms: int = 5000) -> cv2.VideoCapture:
+    """OpenCV capture for a source; network streams get open/read timeouts so a dead server cannot hang us."""
+    if spec.kind is SourceKind.STREAM:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        return cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(spec.uri)
+
+
+def backoff_delays(first: float, longest: float):
+    """first, 2*first, 4*first, ... capped at longest (pure generator)."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(longest, delay * 2)
+
+
+class CaptureThread(threading.Thread):
+    def __init__(self, spec: SourceSpec, out: BoundedQueue[CapturedFrame], sample_fps: float,
+                 clock: Callable[[], float], backoff: tuple[float, float] = (0.5, 30.0),
+                 opener: Callable[[SourceSpec], cv2.VideoCapture] = open_capture):
+        super().__init__(name=f"capture-{spec.name}", daemon=True)
+        self.spec, self.out, self.clock, self.opener = spec, out, clock, opener
+        self.sampler = FrameSampler(sample_fps)
+        self.backoff = backoff
+        self._stop_event = threading.Event()
+        self.status = "starting"
+        self.frames_read = 0
+        self.frames_sampled = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.last_frame_at: float | None = None  # service clock, for the watchdog
+        self.opened_at: float | None = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def run(self) -> None:
+        delays = backoff_delays(*self.backoff)
+        while not self.stopping:
+            capture = self.opener(self.spec)
+            if not capture.isOpened():
+                capture.release()
+                self._failed(f"cannot open {self.spec.kind.value} {self.spec.uri}", next(delays))
+                continue
+            self.status, self.opened_at = "open", self.clock()
+            log.info("source %s opened (%s)", self.spec.name, self.spec.uri)
+            read = self._read_until_failure(capture)
+            capture.release()
+            if self.stopping:
+                break
+            if self.spec.kind is SourceKind.FILE and read > 0:
+                delays = backoff_delays(*self.backoff)  # a file that played through loops at once
+                continue
+            self._failed(f"{self.spec.kind.value} {self.spec.uri} stopped delivering frames", next(delays))
+            if read > 0:
+                delays = backoff_delays(*self.backoff)
+        self.status = "stopped"
+
+    def _failed(self, reason: str, delay: float) -> None:
+        self.status, self.last_error = "reconnecting", reason
+        self.reconnects += 1
+        log.warning("source %s: %s; retrying in %.1f s", self.spec.name, reason, delay)
+        self._stop_event.wait(delay)
+
+    def _read_until_failure(self, capture: cv2.VideoCapture) -> int:
+        file_fps = capture.get(cv2.CAP_PROP_FPS) if self.spec.kind is SourceKind.FILE else 0.0
+        period = 1.0 / file_fps if file_fps and file_fps > 0 else (1 / 25 if self.spec.kind is SourceKind.FILE else 0)
+        read = 0
+        started = self.clock()
+        while not self.stopping:
+            ok, image = capture.read()
+            if not ok or image is None:
+                return read
+            read += 1
+            self.frames_read += 1
+            now = self.clock()
+            self.last_frame_at = now
+            if self.sampler.accept(now):
+                self.frames_sampled += 1
+                self.out.put(CapturedFrame(self.spec.name, self.frames_read, now, image))
+            if period:
+                # Play a file at its own rate: wait for this frame's slot (interruptible by stop()).
+                wait = started + read * period - self.clock()
+                if wait > 0:
+                    self._stop_event.wait(wait)
+        return read

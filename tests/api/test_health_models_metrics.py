@@ -1,0 +1,38 @@
+import httpx
+
+from tests.server import get_json, wait_for
+
+
+def test_healthz(live_server):
+    assert get_json(live_server, "/healthz") == {"status": "ok"}
+
+
+def test_readyz_reports_model_and_sources(live_server):
+    body = wait_for(lambda: (r := httpx.get(live_server + "/readyz")).status_code == 200 and r.json())
+    assert body == {"ready": True, "model": "fer-mini-xception", "sources": {"face": True}}
+
+
+def test_models(live_server):
+    body = get_json(live_server, "/v1/models")
+    assert body["active"] == "fer-mini-xception" and body["providers"][-1] == "CPUExecutionProvider"
+    assert body["models"][0]["labels"][3] == "happy" and body["models"][0]["method"] == "baseline"
+
+
+def test_metrics_exposes_stage_latency_fps_drops_and_clients(live_server):
+    def scraped():
+        text = httpx.get(live_server + "/metrics").text
+        return 'emotion_stage_seconds_count{stage="infer"}' in text and text
+
+    text = wait_for(scraped, timeout=60)
+    for name in ('emotion_stage_seconds_bucket{le="0.1",stage="detect"}', 'emotion_source_fps{source="face"}',
+                 'emotion_frames_dropped_total{source="face"}', "emotion_frame_queue_depth",
+                 "emotion_inference_batch_size_bucket", "emotion_websocket_clients", "emotion_window_queue_depth",
+                 "emotion_websocket_events_dropped_total"):
+        assert name in text, name
+
+
+def test_openapi_documents_the_api(live_server):
+    spec = get_json(live_server, "/openapi.json")
+    assert {"/v1/clips", "/v1/clips/{job_id}", "/v1/state", "/v1/models", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/clips"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["file"]

@@ -1,0 +1,75 @@
+"""A live source that disappears and comes back is reopened; a slow websocket client loses events but does not
+stall the others."""
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import socket
+
+import httpx
+import websockets
+
+from service.api import create_app
+from service.config import Settings
+from tests.server import get_json, running_server, wait_for
+
+
+def test_a_source_that_fails_and_comes_back_is_reopened(astronaut_clip, tmp_path):
+    clip = shutil.copy(astronaut_clip, tmp_path / "door.mp4")
+    settings = Settings(_env_file=None, reconnect_backoff_s=0.1, reconnect_max_s=0.3, heartbeat_s=1)
+    with running_server(create_app(settings, sources=[f"door={clip}"])) as base:
+        source = lambda: get_json(base, "/v1/state")["sources"]["door"]  # noqa: E731
+        wait_for(lambda: source()["status"] == "open" and source()["frames_read"] > 0)
+        os.rename(clip, tmp_path / "away.mp4")  # the file plays to its end, then cannot be reopened
+        gone = wait_for(lambda: (s := source())["status"] == "reconnecting" and s, timeout=30)
+        assert "cannot open" in gone["last_error"]
+        assert httpx.get(base + "/readyz").status_code == 503  # not ready while a source is down
+        os.rename(tmp_path / "away.mp4", clip)
+        back = wait_for(lambda: (s := source())["status"] == "open" and s["frames_read"] > gone["frames_read"] and s,
+                        timeout=30)
+        assert back["reconnects"] >= 1
+        assert httpx.get(base + "/healthz").status_code == 200
+
+
+def _raw_websocket_that_never_reads(base: str) -> socket.socket:
+    """A client that completes the handshake and then never reads, with a tiny receive buffer, so the server's
+    writes to it back up quickly."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b"101" in sock.recv(1024).split(b"\r\n")[0]
+    return sock
+
+
+def test_a_slow_websocket_client_loses_events_and_does_not_stall_others(astronaut_clip):
+    # Frequent heartbeats and a small per-client queue make the slow client fall behind within seconds.
+    settings = Settings(_env_file=None, heartbeat_s=0.002, subscriber_queue=8)
+    with running_server(create_app(settings, sources=[f"face={astronaut_clip}"]), send_buffer=4096) as base:
+        slow = _raw_websocket_that_never_reads(base)
+        try:
+            def dropped():
+                text = httpx.get(base + "/metrics").text
+                line = next(l for l in text.splitlines() if l.startswith("emotion_websocket_events_dropped_total"))
+                return float(line.split()[-1]) > 0
+
+            async def fast_client() -> list[dict]:
+                events = []
+                async with websockets.connect(base.replace("http", "ws") + "/v1/stream") as ws:
+                    while len(events) < 200:
+                        events.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+                return events
+
+            wait_for(dropped, timeout=60)
+            events = asyncio.run(fast_client())
+            assert len(events) == 200 and {e["type"] for e in events} >= {"heartbeat"}
+            # The pipeline kept going while the slow client was stuck.
+            state = get_json(base, "/v1/state")
+            assert state["sources"]["face"]["frames_read"] > 0 and state["events_published"] > 200
+        finally:
+            slow.close()

@@ -1,0 +1,66 @@
+"""The websocket event stream of a live file source showing a real face."""
+
+import asyncio
+import json
+
+import websockets
+
+from tests.server import get_json
+
+
+async def collect(url: str, until, timeout: float = 60.0) -> list[dict]:
+    events = []
+    async with websockets.connect(url) as ws:
+        async def read():
+            while not until(events):
+                events.append(json.loads(await ws.recv()))
+        await asyncio.wait_for(read(), timeout)
+    return events
+
+
+def ws_url(base: str, query: str = "") -> str:
+    return base.replace("http://", "ws://") + "/v1/stream" + query
+
+
+def test_track_new_then_emotion_with_prompt(live_server):
+    events = asyncio.run(collect(ws_url(live_server), lambda ev: any(e["type"] == "emotion" for e in ev)))
+    types = [e["type"] for e in events]
+    emotion = next(e for e in events if e["type"] == "emotion")
+    # A track is announced before its first emotion (it may have been announced before we connected).
+    assert "track_new" in types[: types.index("emotion")] or get_json(live_server, "/v1/state")["sources"]["face"]["tracks"]
+    assert emotion["source"] == "face" and emotion["label"] == "happy" and emotion["confidence"] > 0.5
+    assert "happy" in emotion["prompt"]
+    assert [m["role"] for m in emotion["messages"]][:1] == ["system"] and "happy" in json.dumps(emotion["messages"])
+    assert emotion["model"] == "fer-mini-xception" and len(emotion["box"]) == 4
+
+
+def test_heartbeats_and_source_filter(live_server):
+    events = asyncio.run(collect(ws_url(live_server, "?source=face"),
+                                 lambda ev: sum(e["type"] == "heartbeat" for e in ev) >= 2))
+    assert all(e["source"] in ("face", "service") for e in events)
+    assert sum(e["type"] == "heartbeat" for e in events) >= 2
+
+
+def test_unknown_source_filter_is_refused(live_server):
+    async def connect():
+        async with websockets.connect(ws_url(live_server, "?source=nosuch")) as ws:
+            await ws.recv()
+
+    try:
+        asyncio.run(asyncio.wait_for(connect(), 10))
+        raise AssertionError("expected the server to refuse")
+    except (websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed) as exc:
+        assert "nosuch" in str(exc) or "403" in str(exc) or "1008" in str(exc)
+
+
+def test_state_shows_the_happy_face(live_server):
+    from tests.server import wait_for
+
+    def labelled():
+        tracks = get_json(live_server, "/v1/state")["sources"]["face"]["tracks"]
+        return [t for t in tracks if t["label"]]
+
+    tracks = wait_for(labelled, timeout=60)
+    assert tracks[0]["label"] == "happy"
+    state = get_json(live_server, "/v1/state?source=face")
+    assert state["sources"]["face"]["alive"] and state["sources"]["face"]["frames_read"] > 0

@@ -1,0 +1,77 @@
+import asyncio
+import threading
+
+import pytest
+
+from service.events import HeartbeatEvent, TrackEvent
+from service.ingest.queues import BoundedQueue, FullPolicy
+from service.live.bus import EventBus
+
+
+def test_drop_oldest_keeps_the_newest_and_counts():
+    q = BoundedQueue(2, FullPolicy.DROP_OLDEST)
+    assert q.put(1) and q.put(2)
+    assert q.put(3) is False  # had to drop
+    assert q.dropped == 1 and len(q) == 2
+    assert [q.get(0), q.get(0), q.get(0)] == [2, 3, None]
+
+
+def test_wait_blocks_until_room_or_timeout():
+    q = BoundedQueue(1, FullPolicy.WAIT)
+    q.put("a")
+    assert q.put("b", timeout=0.05) is False and q.dropped == 1
+    threading.Timer(0.05, q.get).start()
+    assert q.put("c", timeout=5) is True
+    assert q.get(0) == "c"
+
+
+def test_drain_and_policy_from_string():
+    q = BoundedQueue(5, "drop_oldest")
+    assert q.policy is FullPolicy.DROP_OLDEST
+    for i in range(4):
+        q.put(i)
+    assert q.drain(3) == [0, 1, 2] and q.drain(3) == [3] and q.drain(3) == []
+    with pytest.raises(ValueError):
+        BoundedQueue(0)
+    with pytest.raises(ValueError):
+        BoundedQueue(1, "sometimes")
+
+
+def event(i, source="cam"):
+    return TrackEvent(source=source, type="track_new", track_id=i, t=float(i), box=(0, 0, 1, 1))
+
+
+def test_bus_delivers_filters_and_drops_for_a_slow_subscriber_only():
+    async def scenario():
+        bus = EventBus(subscriber_queue=4)
+        bus.attach_loop(asyncio.get_running_loop())
+        fast, slow, other = bus.subscribe(), bus.subscribe(), bus.subscribe("elsewhere")
+        received = []
+
+        async def consume():
+            while len(received) < 50:
+                received.append(await fast.queue.get())
+
+        consumer = asyncio.create_task(consume())
+        for i in range(50):
+            bus.publish(event(i))  # publish never blocks, whoever lags
+            await asyncio.sleep(0)
+        bus.publish(HeartbeatEvent(source="service", t=1.0))
+        await asyncio.wait_for(consumer, 5)
+        await asyncio.sleep(0.01)
+        return bus, received, slow, other
+
+    bus, received, slow, other = asyncio.run(scenario())
+    assert [e.track_id for e in received] == list(range(50))
+    assert slow.dropped == 47 and slow.queue.qsize() == 4  # kept the newest 4 (3 events and the heartbeat)
+    assert other.queue.qsize() == 1 and other.queue.get_nowait().type == "heartbeat"  # filter: heartbeat only
+    assert bus.dropped_total == 47 and bus.published == 51
+
+
+def test_a_failing_sink_is_counted_not_raised():
+    bus = EventBus()
+    seen = []
+    bus.add_sink(lambda e: 1 / 0)
+    bus.add_sink(seen.append)
+    bus.publish(event(1))  # no loop attached, no subscribers: sinks still run
+    assert bus.sink_errors == 1 and len(seen) == 1

@@ -1,0 +1,104 @@
+import time
+
+import numpy as np
+import pytest
+
+from service.errors import SourceError
+from service.ingest.queues import BoundedQueue
+from service.ingest.sources import SourceKind, parse_source, unique_names
+from service.live.capture import CaptureThread, backoff_delays
+
+
+def test_parse_sources(tmp_path):
+    clip = tmp_path / "hall.mp4"
+    clip.write_bytes(b"x")
+    assert parse_source("0").kind is SourceKind.CAMERA and parse_source("0").uri == 0
+    assert parse_source("/dev/video2").name == "camera2"
+    stream = parse_source("rtsp://10.0.0.5:554/live?a=b", position=1)
+    assert stream.kind is SourceKind.STREAM and stream.name == "stream1" and stream.uri.endswith("a=b")
+    assert parse_source(str(clip)).name == "hall" and parse_source(str(clip)).kind is SourceKind.FILE
+    assert parse_source(f"door={clip}").name == "door"
+    assert parse_source("front=rtsp://cam/x").name == "front"
+    with pytest.raises(SourceError, match="neither"):
+        parse_source(str(tmp_path / "missing.mp4"))
+    with pytest.raises(SourceError):
+        parse_source("  ")
+    names = [s.name for s in unique_names([parse_source("0"), parse_source("0"), parse_source("0")])]
+    assert names == ["camera0", "camera0-2", "camera0-3"]
+
+
+def test_backoff_doubles_up_to_a_cap():
+    delays = backoff_delays(0.5, 3.0)
+    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+class FakeCamera:
+    """Delivers `frames` frames then fails, like an unplugged USB camera."""
+
+    def __init__(self, frames: int, opens: bool = True):
+        self.frames, self.opens = frames, opens
+
+    def isOpened(self):
+        return self.opens
+
+    def read(self):
+        if self.frames <= 0:
+            return False, None
+        self.frames -= 1
+        time.sleep(0.01)
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_camera_unplugged_and_replugged_is_reopened_with_backoff():
+    # Plugged in for 10 frames, then gone for two attempts, then back.
+    script = [FakeCamera(10), FakeCamera(0, opens=False), FakeCamera(0, opens=False), FakeCamera(1000)]
+    opened = []
+
+    def opener(spec):
+        opened.append(time.monotonic())
+        return script.pop(0) if script else FakeCamera(0, opens=False)
+
+    out = BoundedQueue(2)
+    capture = CaptureThread(parse_source("0"), out, sample_fps=1000, clock=time.monotonic, backoff=(0.01, 0.05),
+                            opener=opener)
+    capture.start()
+    deadline = time.monotonic() + 10
+    while capture.frames_read < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    capture.stop()
+    capture.join(5)
+    assert capture.frames_read >= 30 and capture.reconnects == 3  # the drop-out, then two failed opens
+    assert len(opened) == 4 and not capture.is_alive() and capture.status == "stopped"
+    # The queue stayed bounded: old frames were dropped and counted, never queued without limit.
+    assert len(out) <= 2 and out.dropped > 0 and out.put_count == capture.frames_sampled
+
+
+def test_capture_samples_before_queueing():
+    out = BoundedQueue(1000)
+    capture = CaptureThread(parse_source("0"), out, sample_fps=20, clock=time.monotonic,
+                            opener=lambda spec: FakeCamera(40))
+    capture.start()
+    while capture.frames_read < 40 and capture.is_alive():
+        time.sleep(0.01)
+    capture.stop()
+    capture.join(5)
+    # 40 frames about 10 ms apart: ~0.4 s, so about 8 at 20 fps are kept.
+    assert 4 <= capture.frames_sampled <= 14 and len(out) == capture.frames_sampled
+
+
+def test_stop_interrupts_the_backoff_wait():
+    capture = CaptureThread(parse_source("0"), BoundedQueue(2), 8, time.monotonic, backoff=(30, 30),
+                            opener=lambda spec: FakeCamera(0, opens=False))
+    capture.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    capture.stop()
+    capture.join(5)
+    assert not capture.is_alive() and time.monotonic() - started < 5
+    assert "cannot open" in capture.last_error
