@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                             "Default: camera 0 if present, else the bundled sample clip, looped")
     serve.add_argument("--no-live", action="store_true", help="no live sources: serve clip uploads only")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--port", type=int, help="port (default 8765)")
     serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
     serve.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])

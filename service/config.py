@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         default_factory=list, description="camera index, /dev/video path, rtsp/http URL or video file; "
         "NAME=SRC names it; empty: camera 0 if present, else the bundled sample clip, looped")
     host: str = Field("127.0.0.1", description="address the HTTP server binds")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8765, ge=1, le=65535, description="HTTP port (8000 is left to a local vLLM server)")
     token: SecretStr | None = Field(None, description="if set, every endpoint needs 'Authorization: Bearer TOKEN'")
 
     # Model
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     subscriber_queue: int = Field(256, ge=1, description="events a slow websocket client may lag before losing some")
     heartbeat_s: float = Field(5.0, gt=0, description="heartbeat event interval")
     stall_s: float = Field(20.0, gt=0, description="a stage without progress this long is restarted")
-    watchdog_interval_s: float = Field(2.0, gt=0)
+    watchdog_interval_s: float = Field(2.0, gt=0, description="how often the watchdog looks")
     watchdog_retry_s: float = Field(10.0, ge=0, description="least time between two restarts of one component")
     reconnect_backoff_s: float = Field(0.5, gt=0, description="first wait before reopening a failed source")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reopen attempts")
@@ -102,5 +102,7 @@ class Settings(BaseSettings):
     event_log: Path | None = Field(None, description="append every event to this JSONL file")
 
     # Prompts for the LLM and the optional forwarder to an OpenAI-compatible server
-    prompts: PromptTemplates = Field(default_factory=PromptTemplates)
-    forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings)
+    prompts: PromptTemplates = Field(default_factory=PromptTemplates,
+                                     description="wording of prompts and chat messages (service/prompts.py)")
+    forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings,
+                                         description="optional poster to an OpenAI-compatible LLM (service/forwarder.py)")

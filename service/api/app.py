@@ -39,19 +39,20 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     settings = settings or Settings()
     engine = OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads)
     create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
+    service_metrics = ServiceMetrics()
+    runtime = None
+    if live:
+        from service.live.runtime import LiveRuntime
+
+        # Built here so that a bad --source fails before the server starts; its threads start in the lifespan.
+        extra = {"opener": opener} if opener is not None else {}
+        runtime = LiveRuntime(settings, engine, sources, observe_stage=service_metrics.observe_stage,
+                              observe_batch=service_metrics.observe_batch, **extra)
+        service_metrics.watch_runtime(runtime.snapshot)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from service.live.runtime import LiveRuntime
-
         loop = asyncio.get_running_loop()
-        service_metrics = ServiceMetrics()
-        runtime = None
-        if live:
-            extra = {"opener": opener} if opener is not None else {}
-            runtime = LiveRuntime(settings, engine, sources, observe_stage=service_metrics.observe_stage,
-                                  observe_batch=service_metrics.observe_batch, **extra)
-            service_metrics.watch_runtime(runtime.snapshot)
         bus = runtime.bus if runtime else EventBus(settings.subscriber_queue)
         bus.attach_loop(loop)
         forwarder = None

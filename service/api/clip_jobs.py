@@ -43,6 +43,7 @@ class ClipJobs:
         self._jobs: OrderedDict[str, ClipJob] = OrderedDict()
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._uploads: dict[str, ReceivedUpload] = {}  # not yet analysed: deleted at shutdown if never run
         self.failed = 0
 
     def _detector(self):
@@ -56,6 +57,7 @@ class ClipJobs:
                       submitted_at=time.time())
         with self._lock:
             self._jobs[job.id] = job
+            self._uploads[job.id] = upload
             while len(self._jobs) > self.keep:  # bounded memory: the oldest finished results go first
                 oldest = next((k for k, j in self._jobs.items() if j.status in ("done", "failed")), None)
                 if oldest is None:
@@ -93,6 +95,13 @@ class ClipJobs:
                          finished_at=time.time())
         finally:
             upload.delete()
+            with self._lock:
+                self._uploads.pop(job_id, None)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop taking work; queued clips are cancelled and their uploads deleted (a running one finishes)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            leftovers, self._uploads = list(self._uploads.values()), {}
+        for upload in leftovers:
+            upload.delete()
