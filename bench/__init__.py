@@ -1,0 +1,1 @@
+"""Benchmarks: speed figures printed and written to bench/results/ as JSON (never asserted in tests)."""
