@@ -9,10 +9,9 @@ import time
 import cv2
 import numpy as np
 
-from service.bundle import ModelBundle
 from service.config import SAMPLE_CLIP, Settings
 from service.detect import create_detector
-from service.inference import OnnxEngine
+from service.inference import create_engine
 from service.ingest import ClipDecoder
 from service.pipeline import FacePipeline
 from service.track import create_tracker
@@ -32,7 +31,7 @@ def frame_with_faces(face_frame: np.ndarray, count: int, size=(640, 480)) -> np.
 
 def run(counts=(1, 2, 3, 4), frames: int = 24) -> dict:
     settings = Settings(_env_file=None)
-    engine = OnnxEngine(ModelBundle.load(settings.model))
+    engine = create_engine(settings)
     # A portrait crop of the sample's first frame: one face, tiled `count` times.
     first = next(iter(ClipDecoder(SAMPLE_CLIP))).image
     face = first[:, 120:520]

@@ -6,15 +6,14 @@ import statistics
 import time
 
 from service.analyze import analyze_clip
-from service.bundle import ModelBundle
 from service.config import SAMPLE_CLIP, Settings
 from service.detect import create_detector
-from service.inference import OnnxEngine
+from service.inference import create_engine
 
 
 def run(repeats: int = 3) -> dict:
     settings = Settings(_env_file=None)
-    engine = OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads)
+    engine = create_engine(settings)
     detector = create_detector(settings)
     runs = []
     for _ in range(repeats):

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.bundle import BUNDLE_JSON, MODEL_ONNX, BundleSpec, ModelBundle, TensorSpec, TrainingInfo, file_sha256
+from service.bundle import MODEL_ONNX, BundleSpec, ModelBundle, TensorSpec, TrainingInfo, file_sha256
 
 log = logging.getLogger(__name__)
 

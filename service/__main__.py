@@ -77,13 +77,12 @@ def serve(args: argparse.Namespace) -> int:
 def analyze(args: argparse.Namespace) -> int:
     # Imported here so `--help` stays instant.
     from service.analyze import analyze_clip
-    from service.bundle import ModelBundle
     from service.detect import create_detector
-    from service.inference import OnnxEngine
+    from service.inference import create_engine
     from service.report import format_timeline, plot_timeline
 
     settings = _settings(args)
-    engine = OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads)
+    engine = create_engine(settings)
     detector = create_detector(settings)
     started = time.perf_counter()
     report = analyze_clip(args.clip, settings, engine, detector, progress=not args.no_progress and sys.stderr.isatty())

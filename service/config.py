@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         None, description="ONNX Runtime execution providers in order of preference; default: best available")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads (0: ONNX Runtime decides)")
     max_batch: int = Field(8, ge=1, description="most windows in one inference call")
+    trt_cache_dir: Path | None = Field(Path.home() / ".cache" / "emotion-perception" / "tensorrt",
+                                       description="where TensorRT keeps built engines (reused across restarts)")
+    trt_fp16: bool = Field(True, description="let TensorRT run in fp16")
 
     # Sampling and windows
     sample_fps: float = Field(8.0, gt=0, description="frames per second taken from the source (16 frames ~ 2 s)")

@@ -57,3 +57,37 @@ def test_engine_refuses_a_graph_that_is_not_onnx(tmp_path):
         update={"sha256": file_sha256(bundle_dir / "model.onnx")})
     with pytest.raises(BundleError, match="ONNX Runtime cannot load"):
         OnnxEngine(ModelBundle(bundle_dir, spec))
+
+
+def test_tensorrt_options_and_gpu_fallback_warning():
+    from service.inference.engine import gpu_fallback_warning, provider_options
+
+    options = dict(provider_options(["TensorrtExecutionProvider", "CPUExecutionProvider"], "/cache/trt", True))
+    assert options["TensorrtExecutionProvider"]["trt_engine_cache_path"] == "/cache/trt"
+    assert options["TensorrtExecutionProvider"]["trt_fp16_enable"] is True and options["CPUExecutionProvider"] == {}
+    assert provider_options(["TensorrtExecutionProvider"], None, False) == [
+        ("TensorrtExecutionProvider", {"trt_fp16_enable": False})]
+    warning = gpu_fallback_warning(["CUDAExecutionProvider"], ["CPUExecutionProvider"])
+    assert "CUDAExecutionProvider" in warning and "onnxruntime-gpu" in warning
+    assert gpu_fallback_warning(["CUDAExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]) is None
+    assert gpu_fallback_warning(None, ["CPUExecutionProvider"]) is None
+
+
+def test_asking_for_cuda_on_a_cpu_build_warns_loudly_and_runs(caplog):
+    with caplog.at_level("WARNING"):
+        engine = OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE), providers=["CUDAExecutionProvider"])
+    assert engine.providers == ["CPUExecutionProvider"]
+    assert any("!!!" in r.message and "runs on CPUExecutionProvider" in r.message for r in caplog.records)
+
+
+def test_graph_whose_shape_differs_from_bundle_json_is_refused(tmp_path):
+    import shutil
+
+    from service.errors import BundleError
+
+    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    spec = ModelBundle.load(bundle_dir).spec
+    wrong = spec.model_copy(update={"image_size": 48, "inputs": [spec.inputs[0].model_copy(
+        update={"shape": ["batch", 16, 1, 48, 48]})]})
+    with pytest.raises(BundleError, match="shape"):
+        OnnxEngine(ModelBundle(bundle_dir, wrong))

@@ -295,6 +295,7 @@ def test_events_from_another_thread(fake_llm):
         return fw
 
     fw = asyncio.run(scenario())
+    assert fw.counters.errors == 0
     assert "looked surprised" in fake_llm.received(tag)[0]["body"]["messages"][0]["content"]
 
 

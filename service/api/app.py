@@ -16,11 +16,10 @@ from service.api.clip_jobs import ClipJobs
 from service.api.deps import Services, require_token
 from service.api.prometheus import ServiceMetrics
 from service.api.routes import clips, health, metrics, models, state, stream
-from service.bundle import ModelBundle
 from service.config import Settings
 from service.detect import create_detector
 from service.events import HeartbeatEvent
-from service.inference import OnnxEngine
+from service.inference import create_engine
 from service.live.bus import EventBus
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     """live=False serves uploads only (no cameras). `sources` overrides settings.sources; `opener` replaces
     OpenCV's capture (tests)."""
     settings = settings or Settings()
-    engine = OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads)
+    engine = create_engine(settings)
     create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
     service_metrics = ServiceMetrics()
     runtime = None

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 # Fastest first; the service takes the first that this onnxruntime build offers.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:
@@ -29,6 +30,30 @@ def choose_providers(requested: list[str] | None, available: list[str]) -> list[
     return chosen
 
 
+def provider_options(providers: list[str], trt_cache_dir: str | None, trt_fp16: bool) -> list[tuple[str, dict]]:
+    """Per-provider options (pure): TensorRT builds an engine per input shape, which takes minutes, so it is cached
+    on disk and reused across restarts."""
+    out = []
+    for provider in providers:
+        options: dict = {}
+        if provider == "TensorrtExecutionProvider":
+            options = {"trt_fp16_enable": trt_fp16}
+            if trt_cache_dir:
+                options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": trt_cache_dir,
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": trt_cache_dir}
+        out.append((provider, options))
+    return out
+
+
+def gpu_fallback_warning(requested: list[str] | None, got: list[str]) -> str | None:
+    """A loud message when a GPU provider was asked for (or expected) and the session runs on the CPU (pure)."""
+    wanted_gpu = [p for p in (requested or []) if p in GPU_PROVIDERS]
+    if wanted_gpu and got[0] not in GPU_PROVIDERS:
+        return (f"GPU inference was requested ({', '.join(wanted_gpu)}) but the model runs on {got[0]}: "
+                "check onnxruntime-gpu is installed (not onnxruntime), the CUDA/cuDNN libraries and the driver")
+    return None
+
+
 def normalise(windows: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
     """[B, T, H, W, C] uint8 -> [B, T, C, H, W] float32, (x / 255 - mean) / std per channel."""
     x = windows.astype(np.float32) * (1.0 / 255.0)
@@ -42,22 +67,43 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def check_graph_matches(session: ort.InferenceSession, spec, path) -> None:
+    """The graph's inputs and output must be the ones bundle.json declares, fixed dimensions included."""
+    graph = {i.name: i.shape for i in session.get_inputs()}
+    declared = {t.name: t.shape for t in spec.inputs}
+    if set(graph) != set(declared):
+        raise BundleError(f"{path} has inputs {sorted(graph)}, bundle.json declares {sorted(declared)}")
+    for name, shape in declared.items():
+        fixed = [(i, d) for i, d in enumerate(shape) if isinstance(d, int)]
+        actual = graph[name]
+        if len(actual) != len(shape) or any(actual[i] != d for i, d in fixed):
+            raise BundleError(f"{path}: input {name!r} has shape {actual}, bundle.json declares {shape}")
+    outputs = [o.name for o in session.get_outputs()]
+    if spec.output.name not in outputs:
+        raise BundleError(f"{path} has outputs {outputs}, bundle.json declares {spec.output.name!r}")
+
+
 class OnnxEngine:
-    def __init__(self, bundle: ModelBundle, providers: list[str] | None = None, intra_op_threads: int = 0):
+    def __init__(self, bundle: ModelBundle, providers: list[str] | None = None, intra_op_threads: int = 0,
+                 trt_cache_dir: str | None = None, trt_fp16: bool = True):
         self.bundle = bundle
         self.spec = bundle.spec
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
-        chosen = choose_providers(providers, ort.get_available_providers())
+        available = ort.get_available_providers()
+        chosen = choose_providers(providers, available)
         try:
-            self.session = ort.InferenceSession(str(bundle.onnx_path), options, providers=chosen)
+            self.session = ort.InferenceSession(str(bundle.onnx_path), options,
+                                                providers=provider_options(chosen, trt_cache_dir, trt_fp16))
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
             raise BundleError(f"ONNX Runtime cannot load {bundle.onnx_path}: {exc}") from None
         self.providers = self.session.get_providers()
-        graph_inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        declared = {t.name for t in self.spec.inputs}
-        if set(graph_inputs) != declared:
-            raise BundleError(f"{bundle.onnx_path} has inputs {sorted(graph_inputs)}, bundle.json declares {sorted(declared)}")
+        # A GPU build that cannot reach its GPU falls back to the CPU silently: say so loudly.
+        expected = providers or [p for p in GPU_PROVIDERS if p in available]
+        warning = gpu_fallback_warning(expected, self.providers)
+        if warning:
+            log.warning("!!! %s", warning)
+        check_graph_matches(self.session, self.spec, bundle.onnx_path)
         log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
                  self.providers[0])
         self._warm_up()
