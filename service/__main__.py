@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
     serve.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])
 
+    commands.add_parser("healthcheck", help="exit 0 if the local server answers /readyz with 200 (for containers)")
+
     analyze = commands.add_parser("analyze", help="emotion timeline of a recorded clip")
     analyze.add_argument("clip", type=Path, nargs="?", default=SAMPLE_CLIP,
                          help=f"video file (default: the bundled sample, {SAMPLE_CLIP.name})")
@@ -107,12 +109,28 @@ def analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def healthcheck(args: argparse.Namespace) -> int:
+    """The container HEALTHCHECK: same settings (port, token) as the server it checks."""
+    import httpx
+
+    settings = Settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"} if settings.token else {}
+    try:
+        response = httpx.get(f"http://{host}:{settings.port}/readyz", headers=headers, timeout=4)
+    except httpx.HTTPError as exc:
+        print(f"not ready: {exc}", file=sys.stderr)
+        return 1
+    print(response.text)
+    return 0 if response.status_code == 200 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"analyze": analyze, "serve": serve}[args.command](args)
+        return {"analyze": analyze, "serve": serve, "healthcheck": healthcheck}[args.command](args)
     except ValidationError as exc:  # a bad EMOTION_* variable or option value
         first = exc.errors()[0]
         print(f"error: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
