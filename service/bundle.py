@@ -60,6 +60,10 @@ class BundleSpec(BaseModel):
     trained_on: TrainingInfo = TrainingInfo()
     sha256: str = Field(description="sha256 of model.onnx")
     parity: dict[str, float] = Field(default_factory=dict, description="export-time max abs differences")
+    precision: Literal["fp32", "fp16"] = Field("fp32", description="arithmetic of the graph (inputs stay float32)")
+    tensorrt_cache: str | None = Field(None, description="directory in the bundle with a prebuilt TensorRT engine")
+    text_features: Literal["baked", "none"] = Field(
+        "none", description="baked: class text features were computed at export and are constants in the graph")
 
     @model_validator(mode="after")
     def _consistent(self) -> "BundleSpec":

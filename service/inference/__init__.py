@@ -9,6 +9,8 @@ def create_engine(settings) -> OnnxEngine:
     """The engine the settings describe: bundle, providers, threads, TensorRT cache and precision."""
     from service.bundle import ModelBundle
 
-    return OnnxEngine(ModelBundle.load(settings.model), settings.providers, settings.intra_op_threads,
-                      trt_cache_dir=str(settings.trt_cache_dir) if settings.trt_cache_dir else None,
-                      trt_fp16=settings.trt_fp16)
+    bundle = ModelBundle.load(settings.model)
+    # An engine prebuilt by `python -m export ... --tensorrt` travels in the bundle; else the configured cache.
+    cache = bundle.directory / bundle.spec.tensorrt_cache if bundle.spec.tensorrt_cache else settings.trt_cache_dir
+    return OnnxEngine(bundle, settings.providers, settings.intra_op_threads,
+                      trt_cache_dir=str(cache) if cache else None, trt_fp16=settings.trt_fp16)

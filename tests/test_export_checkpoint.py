@@ -1,0 +1,74 @@
+"""`python -m export CHECKPOINT`: trained checkpoints of each method (tiny configs) to bundles the service runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.from_checkpoint import export_checkpoint  # noqa: E402
+from models import create_model, list_models  # noqa: E402
+from models.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
+from service.bundle import ModelBundle  # noqa: E402
+from service.config import SAMPLE_CLIP  # noqa: E402
+from service.inference import OnnxEngine  # noqa: E402
+
+TRAINING = {"dataset": "dfew", "fold": 1, "epoch": 3, "metrics": {"uar": 0.41, "war": 0.52}}
+
+
+def tiny_checkpoint(tmp_path, name):
+    factory = {"dataset": "dfew"} | ({} if name == "baseline" else {"backbone": "tiny"})
+    torch.manual_seed(0)
+    model = create_model(name, **factory)
+    return save_checkpoint(tmp_path / f"{name}.pt", model, name=name, factory=factory, training=TRAINING), model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_method_exports_from_a_checkpoint_with_parity(tmp_path, name):
+    checkpoint, model = tiny_checkpoint(tmp_path, name)
+    bundle = export_checkpoint(checkpoint, tmp_path / "bundle", real_clip=SAMPLE_CLIP)
+    spec = ModelBundle.load(tmp_path / "bundle").spec
+    assert spec.method == model.bundle_cfg["method"] and spec.labels[0] == "happy"
+    assert spec.trained_on.dataset == "dfew" and spec.trained_on.fold == 1
+    assert spec.trained_on.uar == 0.41 and spec.trained_on.war == 0.52 and "epoch 3" in spec.trained_on.source
+    assert spec.parity["random"] < 1e-4 and spec.parity["real"] < 1e-4  # real: face windows of the sample clip
+    assert spec.text_features == ("none" if name == "baseline" else "baked")
+    engine = OnnxEngine(bundle)
+    shape = (2, spec.num_frames, spec.image_size, spec.image_size, spec.channels)
+    windows = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    probs = engine.predict(windows, windows if spec.needs_scene else None)
+    assert probs.shape == (2, len(spec.labels)) and np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+def test_fp16_bundle(tmp_path):
+    checkpoint, _ = tiny_checkpoint(tmp_path, "duse")
+    bundle = export_checkpoint(checkpoint, tmp_path / "fp16", fp16=True)
+    assert bundle.spec.precision == "fp16" and bundle.spec.parity["fp16"] < 2e-2
+    assert ModelBundle.load(tmp_path / "fp16").spec.sha256 == bundle.spec.sha256  # sha of the rewritten graph
+
+
+def test_cli_and_its_errors(tmp_path):
+    checkpoint, _ = tiny_checkpoint(tmp_path, "baseline")
+    ok = subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--out", str(tmp_path / "b")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "parity" in ok.stdout and json.loads((tmp_path / "b" / "bundle.json").read_text())["method"] == "baseline"
+    trt = subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--out", str(tmp_path / "t"),
+                          "--tensorrt"], capture_output=True, text=True)
+    assert trt.returncode == 2 and "TensorRT" in trt.stderr and "Traceback" not in trt.stderr
+    missing = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "none.pt"), "--out",
+                              str(tmp_path / "x")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "checkpoint not found" in missing.stderr
+
+
+def test_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": 1}, bogus)
+    with pytest.raises(CheckpointError, match="not a models.train checkpoint"):
+        load_model(bogus)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(tmp_path / "text.pt")
