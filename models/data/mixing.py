@@ -1,0 +1,96 @@
+"""Batch-level mixing: mixup (Zhang et al., 2017) and FMix (Harris et al., 2020), as PE-CLIP and DK-CLIP train.
+
+Both take a batch of clips [B, T, 3, H, W] and soft targets [B, C] and return the mixed batch with mixed targets
+(each row still sums to 1). One partner permutation and one mixing ratio per batch, as both reference
+implementations do. FMix's mask is 2-D and shared by all frames of a clip, so a mixed clip stays temporally
+coherent (the same face regions come from the same partner in every frame).
+
+PE-CLIP (sec. 4.2): draw p ~ U(0, 1) per batch; p < 0.4: mixup with Beta(0.4, 0.4); 0.4 <= p < 0.7: FMix; else
+nothing. FMix's alpha and decay power are not given; FMix's defaults (1, 3) are used. DK-CLIP names both methods
+and no schedule; it gets PE-CLIP's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class BatchMixing:
+    mixup_p: float = 0.4  # share of batches mixed with mixup
+    fmix_p: float = 0.3  # share mixed with FMix (the rest stays as it is)
+    mixup_alpha: float = 0.4
+    fmix_alpha: float = 1.0
+    fmix_decay_power: float = 3.0
+
+
+MIXING: dict[str, BatchMixing] = {"pe_clip": BatchMixing(), "dk_clip": BatchMixing()}
+
+
+def mixing_for(method: str | None) -> BatchMixing | None:
+    """The method's batch mixing, or None for methods that train without it."""
+    return MIXING.get(method) if method else None
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels.long(), num_classes).float()
+
+
+def mixup(faces: torch.Tensor, targets: torch.Tensor, alpha: float,
+          rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = rng if rng is not None else np.random.default_rng()
+    lam = float(rng.beta(alpha, alpha))
+    partner = torch.from_numpy(rng.permutation(faces.shape[0]))
+    return lam * faces + (1 - lam) * faces[partner], lam * targets + (1 - lam) * targets[partner]
+
+
+def fmix_mask(height: int, width: int, lam: float, decay_power: float,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """A binary [H, W] mask whose ones cover round(lam * H * W) pixels in a few smooth blobs: the top pixels of a
+    random image with a 1 / f^decay_power spectrum (low frequencies dominate, hence large connected regions)."""
+    rng = rng if rng is not None else np.random.default_rng()
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    freqs = np.sqrt(fx ** 2 + fy ** 2)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(height, width)) ** decay_power
+    spectrum = scale * (rng.standard_normal(freqs.shape) + 1j * rng.standard_normal(freqs.shape))
+    grey = np.fft.irfft2(spectrum, s=(height, width))
+    ones = int(round(lam * height * width))
+    mask = np.zeros(height * width, dtype=np.float32)
+    mask[np.argsort(grey, axis=None)[::-1][:ones]] = 1.0
+    return mask.reshape(height, width)
+
+
+def fmix(faces: torch.Tensor, targets: torch.Tensor, alpha: float, decay_power: float,
+         rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = rng if rng is not None else np.random.default_rng()
+    lam = float(rng.beta(alpha, alpha))
+    height, width = faces.shape[-2:]
+    mask = torch.from_numpy(fmix_mask(height, width, lam, decay_power, rng)).to(faces.dtype)
+    partner = torch.from_numpy(rng.permutation(faces.shape[0]))
+    share = float(mask.mean())  # the share actually taken from each clip itself (lam, up to rounding)
+    return mask * faces + (1 - mask) * faces[partner], share * targets + (1 - share) * targets[partner]
+
+
+def mix_batch(faces: torch.Tensor, labels: torch.Tensor, num_classes: int, mixing: BatchMixing | None,
+              rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(faces, soft targets [B, C], "mixup" | "fmix" | "none"). Without mixing the targets are one-hot, so a
+    training loop can always use soft_cross_entropy."""
+    targets = one_hot(labels, num_classes)
+    if mixing is None:
+        return faces, targets, "none"
+    rng = rng if rng is not None else np.random.default_rng()
+    p = rng.random()
+    if p < mixing.mixup_p:
+        return (*mixup(faces, targets, mixing.mixup_alpha, rng), "mixup")
+    if p < mixing.mixup_p + mixing.fmix_p:
+        return (*fmix(faces, targets, mixing.fmix_alpha, mixing.fmix_decay_power, rng), "fmix")
+    return faces, targets, "none"
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets (mixed or one-hot), averaged over the batch."""
+    return torch.nn.functional.cross_entropy(logits, targets)  # probabilities as targets since torch 1.10

@@ -1,0 +1,84 @@
+"""Per-clip augmentation and normalisation. A clip is one torchvision `Video` [T, 3, H, W], so every random
+parameter (crop box, flip, colour factors, rotation angle) is drawn once and applied to all its frames alike: the
+expression changes over time, the camera does not.
+
+What the papers use (sec. "implementation details"): random (resized) cropping, horizontal flipping and colour
+jittering in all that say; DuSE adds a small random rotation; PE-CLIP and DK-CLIP add mixup and FMix, which act on
+a batch (models/data/mixing.py). Values the papers leave out come from DFER-CLIP's loaders, which they build on:
+TSN's random sized crop (area 8-100 %, aspect 3/4-4/3), brightness 0.5, rotation 4 degrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+
+
+@dataclass(frozen=True)
+class ClipAugmentation:
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of the random resized crop
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    brightness: float = 0.5
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    rotation: float = 0.0  # degrees either way; 0: none
+
+
+# Per method; the batch-level mixing of PE-CLIP and DK-CLIP is in models.data.mixing.MIXING.
+AUGMENTATIONS: dict[str, ClipAugmentation] = {
+    "default": ClipAugmentation(),
+    "duse": ClipAugmentation(rotation=4.0),  # "random resized cropping, horizontal flipping, random rotation, and
+                                             # color jittering" (IV-A.2)
+    "ous": ClipAugmentation(),  # "strict data preprocessing and augmentation protocols", none named
+    "clip_guided": ClipAugmentation(),  # "random cropping, color dithering, and image flipping"
+    "pe_clip": ClipAugmentation(),  # "random cropping, random horizontal flipping, and color jittering" (+ mixing)
+    "dk_clip": ClipAugmentation(),  # names only FMix and mixup; the common clip augmentation besides
+}
+
+
+def augmentation_for(method: str | None) -> ClipAugmentation:
+    return AUGMENTATIONS.get(method or "default", AUGMENTATIONS["default"])
+
+
+def train_transform(image_size: int, augmentation: ClipAugmentation, mean: Sequence[float],
+                    std: Sequence[float]) -> ClipTransform:
+    steps: list = [v2.RandomResizedCrop(image_size, scale=augmentation.crop_scale, ratio=augmentation.crop_ratio,
+                                        antialias=True)]
+    if augmentation.flip_p > 0:
+        steps.append(v2.RandomHorizontalFlip(augmentation.flip_p))
+    if any((augmentation.brightness, augmentation.contrast, augmentation.saturation, augmentation.hue)):
+        steps.append(v2.ColorJitter(augmentation.brightness, augmentation.contrast, augmentation.saturation,
+                                    augmentation.hue))
+    if augmentation.rotation > 0:
+        steps.append(v2.RandomRotation(augmentation.rotation))
+    return ClipTransform(v2.Compose([*steps, *_to_normalised_float(mean, std)]))
+
+
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> ClipTransform:
+    """Resize the shorter side and centre-crop: the released face crops are square, so this is a plain resize."""
+    return ClipTransform(v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
+                                     *_to_normalised_float(mean, std)]))
+
+
+def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+class ClipTransform:
+    """uint8 [T, 3, H, W] -> float [T, 3, S, S]. A class rather than a closure so that a Dataset holding it can be
+    pickled into DataLoader workers on platforms that spawn them."""
+
+    def __init__(self, compose: v2.Compose):
+        self.compose = compose
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[1] != 3:
+            raise ValueError(f"expected a uint8 clip [T, 3, H, W], got {clip.dtype} {tuple(clip.shape)}")
+        return self.compose(tv_tensors.Video(clip)).as_subclass(torch.Tensor)

@@ -1,0 +1,194 @@
+"""Raw dataset videos -> per-clip folders of face crops, in the layout the readers of models.data expect.
+
+    python -m models.prepare SRC_DIR OUT_DIR --dataset dfew|ferv39k|mafw [--size 224] [--detector auto|scrfd|yunet|haar]
+
+SRC_DIR holds the videos as distributed (DFEW: Clip/original, FERV39k: 0_7_LabelClips, MAFW: data/clips; searched
+recursively). Every frame is decoded (service.ingest.ClipDecoder), the largest face is found with the service's own
+detector (service.detect.create_detector: SCRFD or YuNet when configured, else OpenCV's Haar cascade), cropped
+square with the service's margin (service.crops.crop_face) and written as OUT_DIR/<clip>/<frame>.jpg, so the
+crops a model trains on are made the way the service makes them at run time. Frames without a face are left out
+(as DFEW's own crops do). A clip folder appears only once complete (it is written under <clip>.partial and
+renamed), so an existing folder is a cached result and is skipped; an interrupted run resumes where it stopped.
+
+Then read it with `read_split(dataset, ROOT, ..., frames_dir=OUT_DIR)`. Clips in which no face was found are
+listed in OUT_DIR/no_face.txt; pass skip_missing=True to the reader to leave them out. Exit status: 0 when every
+video was prepared, cached or had no face; 1 when some could not be decoded (listed in OUT_DIR/unreadable.txt);
+2 when nothing could be done (bad arguments, detector unavailable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+from pydantic import ValidationError
+
+from models.data.layout import DatasetLayout
+from models.data.registry import LAYOUTS, get_layout
+from service.config import Settings
+from service.crops import crop_face
+from service.detect import FaceDetector, create_detector
+from service.errors import ClipError, ServiceError
+from service.ingest import ClipDecoder
+
+log = logging.getLogger("models.prepare")
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+JPEG_QUALITY = 95
+PARTIAL = ".partial"
+
+# How a video's path under SRC_DIR names its clip: DFEW and MAFW by file name (00001.mp4 -> 00001), FERV39k by the
+# path below 0_7_LabelClips (Action/Happy/0015.mp4 -> Action/Happy/0015), which is how their split files list them.
+CLIP_NAMING: dict[str, Callable[[Path], str]] = {
+    "dfew": lambda rel: rel.stem,
+    "mafw": lambda rel: rel.stem,
+    "ferv39k": lambda rel: rel.with_suffix("").as_posix(),
+}
+
+
+@dataclass
+class PrepareSummary:
+    prepared: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "clip: reason"
+    not_clips: list[str] = field(default_factory=list)  # video files whose names are no clip of the dataset
+
+    def line(self) -> str:
+        return (f"{len(self.prepared)} prepared, {len(self.cached)} cached, {len(self.no_face)} without a face, "
+                f"{len(self.unreadable)} unreadable" + (f", {len(self.not_clips)} not clips of this dataset"
+                                                        if self.not_clips else ""))
+
+
+def find_videos(src: Path) -> list[Path]:
+    return sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+
+def largest_face(detector: FaceDetector, image) -> tuple[float, float, float, float] | None:
+    detections = detector.detect(image)
+    if not detections:
+        return None
+    return max(detections, key=lambda d: d.box[2] * d.box[3]).box
+
+
+def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayout, detector: FaceDetector,
+                 size: int, margin: float) -> int:
+    """Write the face crops of one video into clip_dir; returns how many frames had a face (0: nothing written)."""
+    partial = clip_dir.with_name(clip_dir.name + PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+    partial.mkdir(parents=True)
+    written = 0
+    try:
+        for frame in ClipDecoder(video):
+            box = largest_face(detector, frame.image)
+            if box is None:
+                continue
+            crop = crop_face(frame.image, box, size, 3, margin)  # RGB
+            written += 1
+            path = partial / layout.frame_name(clip_id, written)
+            bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+                raise OSError(f"cannot write {path}")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if written == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        return 0
+    partial.rename(clip_dir)
+    return written
+
+
+def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings | None = None, size: int = 224,
+            progress: bool = True) -> PrepareSummary:
+    """Prepare every video under src into out (see the module docstring). Raises ServiceError (e.g. a configured
+    detector model that is missing) before any work is done."""
+    from tqdm import tqdm
+
+    src, out = Path(src), Path(out)
+    layout = get_layout(dataset)
+    if not src.is_dir():
+        raise ServiceError(f"source folder {src} does not exist (expected the {layout.title} videos, e.g. "
+                           f"<root>/{layout.videos_dir})")
+    settings = settings or Settings()
+    detector = create_detector(settings)
+    videos = find_videos(src)
+    if not videos:
+        raise ServiceError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {src}")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = PrepareSummary()
+    bar = tqdm(videos, desc=f"{layout.title} faces", unit="clip", disable=not progress)
+    for video in bar:
+        rel = video.relative_to(src)
+        try:
+            clip_id = layout.clip_id(CLIP_NAMING[layout.name](rel))
+        except ValueError:
+            summary.not_clips.append(rel.as_posix())
+            continue
+        clip_dir = out / clip_id
+        if clip_dir.is_dir():
+            summary.cached.append(clip_id)
+        else:
+            try:
+                frames = prepare_clip(video, clip_dir, clip_id, layout, detector, size, settings.face_margin)
+            except ClipError as exc:
+                summary.unreadable.append(f"{clip_id}: {exc}")
+                bar.write(f"skipped {rel}: {exc}")
+                continue
+            (summary.prepared if frames else summary.no_face).append(clip_id)
+        bar.set_postfix_str(summary.line(), refresh=False)
+    for name, clips in (("no_face.txt", summary.no_face), ("unreadable.txt", summary.unreadable)):
+        report = out / name
+        if clips:
+            report.write_text("\n".join(clips) + "\n", encoding="utf-8")
+        elif report.exists():
+            report.unlink()  # stale from an earlier run
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", type=Path, metavar="SRC_DIR", help="folder of the dataset's raw videos")
+    parser.add_argument("out", type=Path, metavar="OUT_DIR", help="where the per-clip face folders go")
+    parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    parser.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"],
+                        help="face detector (default: the service's choice, EMOTION_DETECTOR)")
+    parser.add_argument("--scrfd-model", type=Path, help="SCRFD .onnx file or pack directory (EMOTION_SCRFD_MODEL)")
+    parser.add_argument("--yunet-model", type=Path, help="YuNet .onnx file (EMOTION_YUNET_MODEL)")
+    parser.add_argument("--margin", type=float, help="face box enlarged by this fraction on each side (default 0.2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.size < 8:
+        parser.error("--size must be at least 8")
+    overrides = {"detector": args.detector, "scrfd_model": args.scrfd_model, "yunet_model": args.yunet_model,
+                 "face_margin": args.margin}
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        summary = prepare(args.src, args.out, args.dataset, settings, args.size, progress=not args.no_progress)
+    except (ServiceError, OSError) as exc:  # OSError: e.g. the output disk is full or read-only
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {summary.line()}")
+    if summary.no_face:
+        print(f"clips without a face are listed in {args.out / 'no_face.txt'}")
+    if summary.unreadable:
+        print(f"unreadable videos are listed in {args.out / 'unreadable.txt'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
