@@ -7,7 +7,8 @@ composes open_clip's own residual blocks (no copy of its transformer) and adds, 
 - prompt tokens injected before chosen layers (`Prompts`): appended after the patch tokens on the visual side
   (VPT, MaPLe), written over placeholder tokens after SOT on the text side (CoOp, MaPLe), shallow (layer 0) or deep;
 - adapters after a block's attention or MLP (`add_adapter`), e.g. PE-CLIP's shared and temporal adapters;
-- token hooks that rewrite the sequence before a layer (e.g. CLIP-guided DFER's interaction tokens);
+- token hooks that rewrite the sequence before a layer, and `per_layer_token_hooks` for one extra token per image
+  recomputed before every block (CLIP-guided DFER's interaction tokens, DK-CLIP's message tokens);
 - intermediate layer outputs (`taps`), e.g. OUS's early-layer polarity features;
 - freezing by parameter group (`parameter_groups`, `set_trainable`).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -388,6 +390,19 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(position * freq)
     pe[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return pe
+
+
+def per_layer_token_hooks(placeholder: torch.Tensor, layers: int, write: Callable[[int, torch.Tensor], torch.Tensor],
+                          num_frames: int) -> TowerHooks:
+    """Hooks that give every image one extra token after its patch tokens and let `write(layer, x)` rewrite it before
+    every block (X-CLIP's message tokens, Inter-FIT's interaction tokens).
+
+    The slot is a zero prompt appended at layer 0 and carried through all blocks (so the tower removes it at the
+    end); `write` replaces its content from the sequence it is given, so the block's attention sees [frame tokens,
+    new token]. The token also passes the block's MLP, per token, which leaves the frame tokens exactly as the
+    papers' blocks compute them; the MLP's output for the slot is overwritten before the next block."""
+    return TowerHooks(prompts=Prompts({0: placeholder}, carry=True),
+                      token_hooks={i: partial(write, i) for i in range(layers)}, num_frames=num_frames)
 
 
 def cosine_logits(features: torch.Tensor, class_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

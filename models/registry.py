@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Modules whose import registers models; a new method (or the baseline) adds its module here.
-BUILTIN_MODULES = ("models.duse", "models.ous", "models.mini_xception")
+BUILTIN_MODULES = ("models.duse", "models.ous", "models.clip_guided", "models.pe_clip", "models.dk_clip",
+                   "models.mini_xception")
 NUM_FRAMES = 16
 
 _entrypoints: dict[str, Callable[..., Any]] = {}
