@@ -7,12 +7,15 @@ import importlib
 import logging
 import sys
 
-SUITES = ("pipeline", "faces")
+SUITES = ("pipeline", "faces", "models")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"one of {', '.join(SUITES)}; default: all")
+    parser.add_argument("--methods", nargs="+", help="models suite: these methods only (default: all)")
+    parser.add_argument("--backbones", nargs="+", help="models suite: these backbones only (tiny, ViT-B-32, ViT-B-16)")
+    parser.add_argument("--repeats", type=int, default=3, help="models suite: timed runs per measurement")
     args = parser.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -25,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{facts['onnxruntime']}, {facts['date']}")
     for name in args.suites or SUITES:
         suite = importlib.import_module(f"bench.{name}")
-        result = suite.run()
+        if name == "models":
+            plan = {b: suite.DEFAULT_PLAN.get(b, (1,)) for b in args.backbones} if args.backbones else None
+            result = suite.run(args.methods, plan, args.repeats)
+        else:
+            result = suite.run()
         print(suite.describe(result))
         print(f"  -> {save(name, result)}")
     return 0

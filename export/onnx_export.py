@@ -21,7 +21,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.bundle import MODEL_ONNX, BundleSpec, ModelBundle, TensorSpec, TrainingInfo, file_sha256
+from service.bundle import (MODEL_ONNX, BundleSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
+                            file_sha256)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,33 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, input_sets: dict[str, 
     return ParityReport(diffs, tolerance)
 
 
+def export_frame_split(model: torch.nn.Module, staging: Path, example: dict[str, torch.Tensor], opset: int,
+                       tolerance: float) -> FrameCacheSpec:
+    """frame_encoder.onnx and window_head.onnx beside model.onnx; their composition must match the model."""
+    encoder, head = model.frame_split()
+    faces = example["faces"]
+    b, t = faces.shape[:2]
+    frames = faces.flatten(0, 1)
+    with torch.no_grad():
+        features = encoder(frames)
+    enc_path, head_path = staging / "frame_encoder.onnx", staging / "window_head.onnx"
+    torch.onnx.export(encoder.eval(), (frames,), str(enc_path), dynamo=False, opset_version=opset,
+                      input_names=["frames"], output_names=["features"],
+                      dynamic_axes={"frames": {0: "frames"}, "features": {0: "frames"}})
+    torch.onnx.export(head.eval(), (features.view(b, t, -1),), str(head_path), dynamo=False, opset_version=opset,
+                      input_names=["features"], output_names=["logits"],
+                      dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
+    enc = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
+    hd = ort.InferenceSession(str(head_path), providers=["CPUExecutionProvider"])
+    (feats,) = enc.run(["features"], {"frames": frames.numpy()})
+    (logits,) = hd.run(["logits"], {"features": feats.reshape(b, t, -1)})
+    diff = float(np.abs(logits - _torch_logits(model, example)).max())
+    if not diff <= tolerance:
+        raise ParityError(f"frame encoder + window head differ from the model by {diff:.3g} (> {tolerance:g})")
+    return FrameCacheSpec(feature_dim=int(feats.shape[-1]), encoder_sha256=file_sha256(enc_path),
+                          head_sha256=file_sha256(head_path))
+
+
 def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: TrainingInfo | None = None,
                   backbone: str | None = None, real_inputs: dict[str, torch.Tensor] | None = None,
                   opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE) -> ModelBundle:
@@ -111,6 +139,8 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
         if real_inputs is not None:
             input_sets["real"] = real_inputs
         parity = check_parity(model, onnx_path, input_sets, tolerance)
+        frame_cache = export_frame_split(model, staging, example, opset, tolerance) if hasattr(
+            model, "frame_split") and not cfg.get("needs_scene") else None
         shape = ["batch", cfg["num_frames"], cfg["channels"], cfg["image_size"], cfg["image_size"]]
         spec = BundleSpec(
             name=cfg["name"], method=cfg["method"], labels=cfg["labels"], num_frames=cfg["num_frames"],
@@ -119,7 +149,7 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
             output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
             opset=opset, backbone=backbone, trained_on=training or TrainingInfo(),
             sha256=file_sha256(onnx_path), parity={k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
-            text_features="baked" if baked else "none",
+            text_features="baked" if baked else "none", frame_cache=frame_cache,
         )
         bundle = ModelBundle(staging, spec)
         bundle.write_spec()

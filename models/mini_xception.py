@@ -111,7 +111,21 @@ class FrameAveragingClassifier(nn.Module):
     def forward(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
         b, t = faces.shape[:2]
         logits = self.frame_model(faces.flatten(0, 1))
-        return logits.view(b, t, -1).mean(dim=1)
+        return self.window_head(logits.view(b, t, -1))
+
+    @staticmethod
+    def window_head(frame_logits: torch.Tensor) -> torch.Tensor:
+        return frame_logits.mean(dim=1)
+
+    def frame_split(self) -> tuple[nn.Module, nn.Module]:
+        """Frames pass the network independently, so a frame shared by overlapping windows can be encoded once:
+        (per-frame encoder [N,C,H,W] -> [N,D], window head [B,T,D] -> logits) with head(encoder) == forward."""
+        return self.frame_model, MeanOverFrames()
+
+
+class MeanOverFrames(nn.Module):
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return FrameAveragingClassifier.window_head(features)
 
 
 # ---- loading the Keras h5 -------------------------------------------------------------------------------------

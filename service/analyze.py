@@ -11,7 +11,7 @@ from tqdm import tqdm
 from service.config import Settings
 from service.errors import ClipError
 from service.events import event_time
-from service.inference import OnnxEngine
+from service.inference import FrameFeatureCache, OnnxEngine
 from service.ingest import ClipDecoder, FrameSampler
 from service.metrics import StageTimer
 from service.pipeline import FacePipeline, classify
@@ -35,6 +35,7 @@ def analyze_clip(path: str | Path, settings: Settings, engine: OnnxEngine, detec
     faces = FacePipeline(source, engine.spec, settings, detector,
                          create_tracker(settings), timer)
     events, pending = [], []
+    cache = FrameFeatureCache()  # overlapping windows share frames: each is encoded once where the bundle allows
     decoded = sampled = 0
     last_t = 0.0
     bar = tqdm(total=info.frame_count, unit="frame", desc=f"analyze {path.name}", disable=not progress, leave=False)
@@ -52,12 +53,13 @@ def analyze_clip(path: str | Path, settings: Settings, engine: OnnxEngine, detec
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts))
+            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts, cache))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
-    events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts))
+    events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts,
+                           cache))
     events.sort(key=event_time)
     warnings = [decoder.decode_error] if decoder.decode_error else []
     return ClipReport(

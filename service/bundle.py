@@ -30,6 +30,19 @@ class TensorSpec(BaseModel):
     dtype: str = "float32"
 
 
+class FrameCacheSpec(BaseModel):
+    """Optional split of the graph for models whose frames pass the encoder independently: the service encodes each
+    frame once (frame_encoder: frames [N,C,H,W] -> features [N,D]) and runs only the head per window
+    (window_head: features [B,T,D] -> logits), instead of encoding a frame again in every overlapping window."""
+
+    model_config = ConfigDict(frozen=True)
+    encoder: str = "frame_encoder.onnx"
+    head: str = "window_head.onnx"
+    feature_dim: int = Field(gt=0)
+    encoder_sha256: str
+    head_sha256: str
+
+
 class TrainingInfo(BaseModel):
     dataset: str | None = None
     fold: int | None = None
@@ -62,6 +75,7 @@ class BundleSpec(BaseModel):
     parity: dict[str, float] = Field(default_factory=dict, description="export-time max abs differences")
     precision: Literal["fp32", "fp16"] = Field("fp32", description="arithmetic of the graph (inputs stay float32)")
     tensorrt_cache: str | None = Field(None, description="directory in the bundle with a prebuilt TensorRT engine")
+    frame_cache: FrameCacheSpec | None = Field(None, description="per-frame encoder + window head, where possible")
     text_features: Literal["baked", "none"] = Field(
         "none", description="baked: class text features were computed at export and are constants in the graph")
 
@@ -124,10 +138,17 @@ class ModelBundle:
             where = ".".join(str(p) for p in first["loc"]) or "bundle"
             raise BundleError(f"{directory / BUNDLE_JSON}: {where}: {first['msg']}") from None
         if verify_sha256:
-            actual = file_sha256(directory / MODEL_ONNX)
-            if actual != spec.sha256:
-                raise BundleError(f"{directory / MODEL_ONNX} has sha256 {actual}, but {BUNDLE_JSON} says "
-                                  f"{spec.sha256}: the files do not belong together (re-export the bundle)")
+            files = [(MODEL_ONNX, spec.sha256)]
+            if spec.frame_cache:
+                files += [(spec.frame_cache.encoder, spec.frame_cache.encoder_sha256),
+                          (spec.frame_cache.head, spec.frame_cache.head_sha256)]
+            for name, expected in files:
+                if not (directory / name).is_file():
+                    raise BundleError(f"model bundle {directory} has no {name}")
+                actual = file_sha256(directory / name)
+                if actual != expected:
+                    raise BundleError(f"{directory / name} has sha256 {actual}, but {BUNDLE_JSON} says "
+                                      f"{expected}: the files do not belong together (re-export the bundle)")
         return cls(directory, spec)
 
     def write_spec(self) -> None:

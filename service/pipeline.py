@@ -36,11 +36,14 @@ class FacePipeline:
         self.buffers = WindowBuffers(spec.num_frames, settings.hop)
         self._last_seen: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
         self.last_faces: list = []  # the tracked faces of the latest frame (for the live state)
+        self.frames_processed = 0  # numbers the frames, so the engine can recognise a crop it has already encoded
         # A track shorter than this never gets a stretched window at its end (too little to judge).
         self.min_partial_frames = max(2, spec.num_frames // 2)
 
     def process(self, t: float, image: np.ndarray) -> FrameResult:
         result = FrameResult()
+        frame_id = self.frames_processed
+        self.frames_processed += 1
         with self.timer.time("detect"):
             detections = self.detector.detect(image)
         with self.timer.time("track"):
@@ -60,7 +63,7 @@ class FacePipeline:
                                                        t=t, box=box))
                 self._last_seen[face.track_id] = (t, box)
                 crop = crop_face(image, box, self.spec.image_size, self.spec.channels, self.settings.face_margin)
-                window = self.buffers.push(face.track_id, crop, t, box, scene)
+                window = self.buffers.push(face.track_id, crop, t, box, scene, frame_id)
                 if window is not None:
                     result.windows.append(window)
         return result
@@ -98,15 +101,14 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
 
 
 def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer,
-             templates: PromptTemplates | None = None) -> list[EmotionEvent]:
-    """Windows from any tracks, batched max_batch at a time through the engine."""
+             templates: PromptTemplates | None = None, cache=None) -> list[EmotionEvent]:
+    """Windows from any tracks, batched max_batch at a time through the engine (with a frame-feature cache, each
+    frame is encoded once however many windows share it)."""
     events = []
     for i in range(0, len(windows), max_batch):
         batch = windows[i:i + max_batch]
-        faces = np.stack([w.faces for w in batch])
-        scene = np.stack([w.scene for w in batch]) if batch[0].scene is not None else None
         with timer.time("infer"):
-            probs = engine.predict(faces, scene)
+            probs = engine.predict_windows([(source, w) for w in batch], cache)
         events.extend(emotion_event(w, p, engine.labels, source, engine.spec.name, templates)
                       for w, p in zip(batch, probs))
     return events

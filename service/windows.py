@@ -16,6 +16,7 @@ class Window:
     t_start: float
     t_end: float
     box: tuple[float, float, float, float]  # the face box in the window's last frame
+    frame_ids: tuple[int, ...] = ()  # which source frames the crops come from (a frame repeats in a stretched window)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class _Entry:
     scene: np.ndarray | None
     t: float
     box: tuple[float, float, float, float]
+    frame_id: int
 
 
 class WindowBuffer:
@@ -36,14 +38,16 @@ class WindowBuffer:
         self.track_id, self.num_frames, self.hop = track_id, num_frames, hop
         self._ring: deque[_Entry] = deque(maxlen=num_frames)
         self._since_last = 0
+        self._pushed = 0
         self.windows_emitted = 0
 
     def __len__(self) -> int:
         return len(self._ring)
 
     def push(self, face: np.ndarray, t: float, box: tuple[float, float, float, float],
-             scene: np.ndarray | None = None) -> Window | None:
-        self._ring.append(_Entry(face, scene, t, box))
+             scene: np.ndarray | None = None, frame_id: int | None = None) -> Window | None:
+        self._ring.append(_Entry(face, scene, t, box, self._pushed if frame_id is None else frame_id))
+        self._pushed += 1
         self._since_last += 1
         if len(self._ring) < self.num_frames:
             return None
@@ -74,7 +78,7 @@ class WindowBuffer:
         entries = entries or list(self._ring)
         scene = np.stack([e.scene for e in entries]) if entries[0].scene is not None else None
         return Window(self.track_id, np.stack([e.face for e in entries]), scene,
-                      entries[0].t, entries[-1].t, entries[-1].box)
+                      entries[0].t, entries[-1].t, entries[-1].box, tuple(e.frame_id for e in entries))
 
 
 class WindowBuffers:
@@ -85,11 +89,11 @@ class WindowBuffers:
         self._buffers: dict[int, WindowBuffer] = {}
 
     def push(self, track_id: int, face: np.ndarray, t: float, box: tuple[float, float, float, float],
-             scene: np.ndarray | None = None) -> Window | None:
+             scene: np.ndarray | None = None, frame_id: int | None = None) -> Window | None:
         buffer = self._buffers.get(track_id)
         if buffer is None:
             buffer = self._buffers[track_id] = WindowBuffer(track_id, self.num_frames, self.hop)
-        return buffer.push(face, t, box, scene)
+        return buffer.push(face, t, box, scene, frame_id)
 
     def end(self, track_id: int, min_frames: int) -> Window | None:
         """Forget a track, returning its final window if it has one (see WindowBuffer.final_window)."""

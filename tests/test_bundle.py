@@ -28,7 +28,7 @@ def test_missing_directory(tmp_path):
         ModelBundle.load(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "bundle.json"])
+@pytest.mark.parametrize("name", ["model.onnx", "bundle.json", "frame_encoder.onnx", "window_head.onnx"])
 def test_missing_file(bundle_copy, name):
     (bundle_copy / name).unlink()
     with pytest.raises(BundleError, match=f"has no {name}"):
@@ -41,8 +41,9 @@ def test_not_json(bundle_copy):
         ModelBundle.load(bundle_copy)
 
 
-def test_model_file_that_does_not_match_its_sha256(bundle_copy):
-    with open(bundle_copy / "model.onnx", "ab") as f:
+@pytest.mark.parametrize("name", ["model.onnx", "frame_encoder.onnx"])
+def test_model_file_that_does_not_match_its_sha256(bundle_copy, name):
+    with open(bundle_copy / name, "ab") as f:
         f.write(b"\0")
     with pytest.raises(BundleError, match="sha256"):
         ModelBundle.load(bundle_copy)

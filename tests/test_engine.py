@@ -91,3 +91,32 @@ def test_graph_whose_shape_differs_from_bundle_json_is_refused(tmp_path):
         update={"shape": ["batch", 16, 1, 48, 48]})]})
     with pytest.raises(BundleError, match="shape"):
         OnnxEngine(ModelBundle(bundle_dir, wrong))
+
+
+def test_frames_shared_by_overlapping_windows_are_encoded_once(engine):
+    from service.inference import FrameFeatureCache
+    from service.windows import WindowBuffer
+
+    assert engine.spec.frame_cache is not None and engine.encoder is not None
+    rng = np.random.default_rng(3)
+    buffer = WindowBuffer(track_id=1, num_frames=16, hop=4)
+    windows = [w for i in range(40)
+               if (w := buffer.push(rng.integers(0, 255, (64, 64, 1), dtype=np.uint8), i / 8, (0, 0, 1, 1)))]
+    assert len(windows) == 7  # frames 0-15, then every 4 frames: 40 frames, 7 overlapping windows
+    cache = FrameFeatureCache()
+    cached = np.concatenate([engine.predict_windows([("cam", w)], cache) for w in windows])
+    whole = engine.predict(np.stack([w.faces for w in windows]))
+    assert np.abs(cached - whole).max() < 1e-5  # the split graphs are the same model
+    assert cache.encoded == 40 and cache.reused == 7 * 16 - 40  # each frame encoded once
+    # Another source's frames with the same numbers are different frames.
+    engine.predict_windows([("other", windows[0])], cache)
+    assert cache.encoded == 56
+
+
+def test_frame_cache_is_bounded():
+    from service.inference import FrameFeatureCache
+
+    cache = FrameFeatureCache(capacity=3)
+    for i in range(5):
+        cache.put(("s", 1, i), np.zeros(2))
+    assert len(cache) == 3 and cache.get(("s", 1, 0)) is None and cache.get(("s", 1, 4)) is not None

@@ -1,8 +1,8 @@
 """Running a model bundle on batches of windows."""
 
-from service.inference.engine import OnnxEngine, choose_providers, normalise, softmax
+from service.inference.engine import FrameFeatureCache, OnnxEngine, choose_providers, normalise, softmax
 
-__all__ = ["OnnxEngine", "choose_providers", "create_engine", "normalise", "softmax"]
+__all__ = ["FrameFeatureCache", "OnnxEngine", "choose_providers", "create_engine", "normalise", "softmax"]
 
 
 def create_engine(settings) -> OnnxEngine:

@@ -83,6 +83,34 @@ def check_graph_matches(session: ort.InferenceSession, spec, path) -> None:
         raise BundleError(f"{path} has outputs {outputs}, bundle.json declares {spec.output.name!r}")
 
 
+class FrameFeatureCache:
+    """Features of frames already encoded, keyed by (source, track, frame number); least recently used go first.
+    One per consumer (a clip analysis, the live inference worker), so concurrent users never share keys."""
+
+    def __init__(self, capacity: int = 4096):
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.encoded = 0  # frames that went through the encoder
+        self.reused = 0  # frame slots served from the cache
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        value = self._features.get(key)
+        if value is not None:
+            self._features.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        self._features[key] = value
+        self._features.move_to_end(key)
+        while len(self._features) > self.capacity:
+            self._features.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+
 class OnnxEngine:
     def __init__(self, bundle: ModelBundle, providers: list[str] | None = None, intra_op_threads: int = 0,
                  trt_cache_dir: str | None = None, trt_fp16: bool = True):
@@ -104,6 +132,13 @@ class OnnxEngine:
         if warning:
             log.warning("!!! %s", warning)
         check_graph_matches(self.session, self.spec, bundle.onnx_path)
+        self.encoder = self.head = None
+        if self.spec.frame_cache is not None:
+            # Same providers and options as the whole graph: the split graphs are the same model in two parts.
+            self.encoder = ort.InferenceSession(str(bundle.directory / self.spec.frame_cache.encoder), options,
+                                                providers=provider_options(chosen, trt_cache_dir, trt_fp16))
+            self.head = ort.InferenceSession(str(bundle.directory / self.spec.frame_cache.head), options,
+                                             providers=provider_options(chosen, trt_cache_dir, trt_fp16))
         log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
                  self.providers[0])
         self._warm_up()
@@ -117,6 +152,31 @@ class OnnxEngine:
     @property
     def labels(self) -> list[str]:
         return self.spec.labels
+
+    def predict_windows(self, items: list, cache: FrameFeatureCache | None = None) -> np.ndarray:
+        """Probabilities for (source, Window) pairs. With a cache and a bundle that has a frame encoder, only frames
+        not seen before are encoded (one encoder call for all of them) and the head runs per window."""
+        if cache is None or self.encoder is None:
+            faces = np.stack([w.faces for _, w in items])
+            scene = np.stack([w.scene for _, w in items]) if items[0][1].scene is not None else None
+            return self.predict(faces, scene)
+        keys = [[(source, w.track_id, f) for f in w.frame_ids] for source, w in items]
+        missing: dict[tuple, np.ndarray] = {}
+        for (_, window), window_keys in zip(items, keys):
+            for key, crop in zip(window_keys, window.faces):
+                if key not in missing and cache.get(key) is None:
+                    missing[key] = crop
+        if missing:
+            frames = normalise(np.stack(list(missing.values()))[None], self.spec.mean, self.spec.std)[0]
+            (features,) = self.encoder.run(["features"], {"frames": frames})
+            for key, feature in zip(missing, features):
+                cache.put(key, feature)
+            cache.encoded += len(missing)
+        cache.reused += sum(len(k) for k in keys) - len(missing)
+        # Fetched after all puts, so a window never asks for a key its own batch evicted (capacity >> a batch).
+        stacked = np.stack([np.stack([cache.get(k) for k in window_keys]) for window_keys in keys])
+        (logits,) = self.head.run(["logits"], {"features": stacked.astype(np.float32)})
+        return softmax(logits.astype(np.float32))
 
     def predict(self, faces: np.ndarray, scene: np.ndarray | None = None) -> np.ndarray:
         """faces [B, T, H, W, C] uint8 (and scene alike for scene-aware bundles) -> probabilities [B, labels]."""

