@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8765)")
     serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
+    serve.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
     serve.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])
 
     commands.add_parser("healthcheck", help="exit 0 if the local server answers /readyz with 200 (for containers)")
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("clip", type=Path, nargs="?", default=SAMPLE_CLIP,
                          help=f"video file (default: the bundled sample, {SAMPLE_CLIP.name})")
     analyze.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
+    analyze.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
     analyze.add_argument("--json", type=Path, metavar="OUT", help="write the report with its Contract 2 events")
     analyze.add_argument("--plot", type=Path, metavar="OUT.png", help="plot each track's probabilities over time")
     analyze.add_argument("--sample-fps", type=float, help="frames per second to analyse (default 8)")
@@ -56,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     if args.config:
         os.environ[CONFIG_FILE_ENV] = str(args.config)
-    names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token")
+    names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token", "checkpoint")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if overrides.get("checkpoint"):
+        overrides["backend"] = "pytorch"
     return Settings(**overrides)
 
 

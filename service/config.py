@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     # Model
     model: Path = Field(DEFAULT_BUNDLE, description="model bundle directory (model.onnx + bundle.json)")
+    backend: Literal["onnxruntime", "pytorch"] = Field(
+        "onnxruntime", description="onnxruntime runs the bundle; pytorch runs a training checkpoint (research)")
+    checkpoint: Path | None = Field(None, description="models.train checkpoint for backend=pytorch")
+    torch_device: str = Field("cpu", description="PyTorch device for backend=pytorch, e.g. cuda:0")
     providers: list[str] | None = Field(
         None, description="ONNX Runtime execution providers in order of preference; default: best available")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads (0: ONNX Runtime decides)")

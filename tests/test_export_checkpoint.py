@@ -72,3 +72,32 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "text.pt").write_text("hello")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_model(tmp_path / "text.pt")
+
+
+def test_pytorch_backend_runs_a_checkpoint_like_its_bundle(tmp_path, astronaut_clip):
+    """Research path: `--checkpoint` runs the checkpoint with PyTorch; same probabilities as its exported bundle."""
+    from service.analyze import analyze_clip
+    from service.config import Settings
+    from service.detect import create_detector
+    from service.inference import create_engine
+
+    checkpoint, _ = tiny_checkpoint(tmp_path, "duse")
+    settings = Settings(_env_file=None, backend="pytorch", checkpoint=checkpoint)
+    torch_engine = create_engine(settings)
+    assert torch_engine.providers == ["PyTorch (cpu)"] and torch_engine.spec.trained_on.uar == 0.41
+    bundle = export_checkpoint(checkpoint, tmp_path / "bundle")
+    windows = np.random.default_rng(2).integers(0, 255, (2, 16, 64, 64, 3), dtype=np.uint8)
+    assert np.abs(torch_engine.predict(windows) - OnnxEngine(bundle).predict(windows)).max() < 1e-4
+    report = analyze_clip(astronaut_clip, settings, torch_engine, create_detector(settings))
+    assert report.model == torch_engine.spec.name and report.tracks and report.emotions
+
+
+def test_pytorch_backend_errors(tmp_path):
+    from service.config import Settings
+    from service.errors import BundleError
+    from service.inference import create_engine
+
+    with pytest.raises(BundleError, match="needs a checkpoint"):
+        create_engine(Settings(_env_file=None, backend="pytorch"))
+    with pytest.raises(BundleError, match="checkpoint not found"):
+        create_engine(Settings(_env_file=None, backend="pytorch", checkpoint=tmp_path / "none.pt"))

@@ -5,9 +5,18 @@ from service.inference.engine import FrameFeatureCache, OnnxEngine, choose_provi
 __all__ = ["FrameFeatureCache", "OnnxEngine", "choose_providers", "create_engine", "normalise", "softmax"]
 
 
-def create_engine(settings) -> OnnxEngine:
-    """The engine the settings describe: bundle, providers, threads, TensorRT cache and precision."""
+def create_engine(settings):
+    """The engine the settings describe: a bundle through ONNX Runtime (providers, threads, TensorRT cache and
+    precision), or with backend=pytorch a training checkpoint run directly by PyTorch (research)."""
     from service.bundle import ModelBundle
+
+    if settings.backend == "pytorch":
+        from service.errors import BundleError
+        from service.inference.torch_engine import TorchEngine
+
+        if settings.checkpoint is None:
+            raise BundleError("backend=pytorch needs a checkpoint (--checkpoint or EMOTION_CHECKPOINT)")
+        return TorchEngine(settings.checkpoint, settings.torch_device)
 
     bundle = ModelBundle.load(settings.model)
     # An engine prebuilt by `python -m export ... --tensorrt` travels in the bundle; else the configured cache.
