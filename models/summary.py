@@ -20,6 +20,17 @@ from models.backbone import unfused_attention
 from models.registry import create_model
 
 
+def window_gflops(model: torch.nn.Module, window: torch.Tensor, scene: torch.Tensor | None = None) -> float:
+    """GFLOPs of one forward. Inference cost: no parameter needs a gradient afterwards (the counter's module tracker
+    trips over views of trainable leaves made under no_grad), and attention unfused, since the fused op has no FLOP
+    formula."""
+    model.requires_grad_(False)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), unfused_attention(), counter:
+        model(window, scene)
+    return counter.get_total_flops() / 1e9
+
+
 def summarize(name: str, backbone: str | None = None, num_frames: int = 16, checkpoint: str | None = None,
               **kwargs) -> dict:
     model = create_model(name, backbone=backbone, checkpoint=checkpoint, **kwargs).eval()
@@ -29,12 +40,7 @@ def summarize(name: str, backbone: str | None = None, num_frames: int = 16, chec
     scene = torch.randn_like(window) if cfg["needs_scene"] else None
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    # Inference cost: no parameter needs a gradient (the counter's module tracker trips over views of trainable
-    # leaves made under no_grad), and attention unfused, since the fused op has no FLOP formula.
-    model.requires_grad_(False)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), unfused_attention(), counter:
-        model(window, scene)
+    gflops = window_gflops(model, window, scene)
     return {
         "name": name,
         "backbone": cfg["backbone"],
@@ -44,7 +50,7 @@ def summarize(name: str, backbone: str | None = None, num_frames: int = 16, chec
         "inputs": cfg["inputs"],
         "trainable_params": trainable,
         "total_params": total,
-        "gflops_per_window": round(counter.get_total_flops() / 1e9, 2),
+        "gflops_per_window": round(gflops, 2),
         "weights": "checkpoint" if checkpoint else "random",
     }
 
