@@ -68,6 +68,10 @@ class FacePipeline:
                     result.windows.append(window)
         return result
 
+    @property
+    def has_tracks(self) -> bool:
+        return bool(self._last_seen)
+
     def finish(self) -> FrameResult:
         """End of the source: every live track ends, short ones get their stretched window."""
         result = FrameResult()

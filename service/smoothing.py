@@ -33,15 +33,22 @@ class Smoother:
     """none: raw window output; ema: averaged probabilities, label = argmax; hysteresis: averaged probabilities and
     a label that only changes when another label leads by `margin`."""
 
-    def __init__(self, method: SmoothingName = "ema", alpha: float = 0.5, margin: float = 0.15):
-        self.method, self.alpha, self.margin = method, alpha, margin
-        self._tracks: dict[tuple[str, int], _TrackState] = {}
+    def __init__(self, method: SmoothingName = "ema", alpha: float = 0.5, margin: float = 0.15,
+                 max_tracks: int = 1024):
+        from collections import OrderedDict
+
+        self.method, self.alpha, self.margin, self.max_tracks = method, alpha, margin, max_tracks
+        # Least recently updated tracks are forgotten first, so a service running for weeks stays bounded.
+        self._tracks: OrderedDict[tuple[str, int], _TrackState] = OrderedDict()
 
     def update(self, source: str, track_id: int, probs: np.ndarray) -> tuple[int, np.ndarray]:
         """Label index and probabilities to report for this window."""
         if self.method == "none":
             return int(np.argmax(probs)), probs
         state = self._tracks.setdefault((source, track_id), _TrackState())
+        self._tracks.move_to_end((source, track_id))
+        while len(self._tracks) > self.max_tracks:
+            self._tracks.popitem(last=False)
         state.probs = ema(state.probs, probs, self.alpha)
         if self.method == "hysteresis":
             state.label = hysteresis_label(state.label, state.probs, self.margin)

@@ -53,6 +53,9 @@ class _Worker(threading.Thread):
 
 
 class FaceWorker(_Worker):
+    # A source silent this long (camera unplugged, stream down) ends its tracks: nobody is known to be in view.
+    SILENCE_ENDS_TRACKS_S = 3.0
+
     def __init__(self, source: str, frames: BoundedQueue[CapturedFrame], pipeline: FacePipeline,
                  windows: BoundedQueue[PendingWindow], state: LiveState, publish: Callable[[object], None],
                  clock: Callable[[], float]):
@@ -60,13 +63,19 @@ class FaceWorker(_Worker):
         self.source, self.frames, self.pipeline, self.windows = source, frames, pipeline, windows
         self.state, self.publish = state, publish
         self.processed = RateMeter()
+        self.last_frame_at = clock()
 
     def run(self) -> None:
         while not self.stopping:
             self.heartbeat = self.clock()
             frame = self.frames.get(timeout=0.5)
-            if frame is None or self.stopping:
+            if self.stopping:
                 continue
+            if frame is None:
+                if self.pipeline.has_tracks and self.clock() - self.last_frame_at > self.SILENCE_ENDS_TRACKS_S:
+                    self._emit(self.pipeline.finish())
+                continue
+            self.last_frame_at = self.clock()
             self.busy_since = self.clock()
             try:
                 self._process(frame)
@@ -82,6 +91,9 @@ class FaceWorker(_Worker):
         width = frame.image.shape[1]
         for face in self.pipeline.last_faces:
             self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width)
+        self._emit(result)
+
+    def _emit(self, result) -> None:
         for event in result.lifecycle:
             if event.type == "track_lost":
                 self.state.track_lost(self.source, event.track_id)

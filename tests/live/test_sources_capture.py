@@ -102,3 +102,33 @@ def test_stop_interrupts_the_backoff_wait():
     capture.join(5)
     assert not capture.is_alive() and time.monotonic() - started < 5
     assert "cannot open" in capture.last_error
+
+
+def test_a_silent_source_ends_its_tracks():
+    """Camera unplugged: no frames for a while, so the people it saw are reported gone (track_lost)."""
+    from service.events import TrackEvent
+    from service.live.state import LiveState
+    from service.live.workers import FaceWorker
+    from service.pipeline import FrameResult
+
+    class OnePersonPipeline:
+        has_tracks = True
+
+        def finish(self):
+            self.has_tracks = False
+            return FrameResult(lifecycle=[TrackEvent(source="cam", type="track_lost", track_id=1, t=0.0,
+                                                     box=(0, 0, 1, 1))])
+
+    published, state = [], LiveState()
+    state.add_source("cam", "camera")
+    state.track_seen("cam", 1, (0, 0, 1, 1), 0.0, 640)
+    worker = FaceWorker("cam", BoundedQueue(2), OnePersonPipeline(), BoundedQueue(4), state, published.append,
+                        time.monotonic)
+    worker.SILENCE_ENDS_TRACKS_S = 0.2
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not published and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    worker.join(5)
+    assert [e.type for e in published] == ["track_lost"] and state.tracks("cam")[0] == []

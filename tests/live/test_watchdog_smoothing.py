@@ -51,3 +51,10 @@ def test_smoother_steadies_a_flickering_label():
     assert Smoother("ema").update("s", 2, sad)[0] == 1
     steady.forget("s", 1)
     assert steady.update("s", 1, sad)[0] == 1
+
+
+def test_smoother_memory_is_bounded():
+    smoother = Smoother("ema", max_tracks=3)
+    for track in range(10):
+        smoother.update("s", track, np.array([0.5, 0.5]))
+    assert len(smoother._tracks) == 3 and ("s", 9) in smoother._tracks and ("s", 0) not in smoother._tracks
