@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = suite.run()
         print(suite.describe(result))
-        print(f"  -> {save(name, result)}")
+        # A partial models run (some backbones) is saved beside the others, not over them.
+        label = f"{name}-{'-'.join(args.backbones)}" if name == "models" and args.backbones else name
+        print(f"  -> {save(label, result)}")
     return 0
 
 
