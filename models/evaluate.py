@@ -46,7 +46,8 @@ def plot_confusion(metrics: dict, path: Path, title: str) -> Path:
 
 
 def evaluate(checkpoint: Path, dataset: str, fold: int | None, data: Path, frames_dir: Path | None = None,
-             batch_size: int = 8, workers: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+             batch_size: int = 8, workers: int = 0, device: str = "cpu", progress: bool = False,
+             scene_dir: Path | None = None) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -58,7 +59,8 @@ def evaluate(checkpoint: Path, dataset: str, fold: int | None, data: Path, frame
     model, meta = load_model(checkpoint)
     cfg = model.bundle_cfg
     test = build_dataset(dataset, data, "test", fold, method=meta["model"], image_size=cfg["image_size"],
-                         num_frames=cfg["num_frames"], frames_dir=frames_dir)
+                         num_frames=cfg["num_frames"], frames_dir=frames_dir,
+                         scene=bool(cfg.get("needs_scene")), scene_dir=scene_dir)
     if cfg["channels"] == 1:
         test = GreyClips(test, cfg)
     loader = DataLoader(test, batch_size, shuffle=False, num_workers=workers)
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold", type=int)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--frames-dir", type=Path)
+    parser.add_argument("--scene-dir", type=Path, help="scene frames for scene-aware models (OUS)")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (a PNG is written beside it)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0)
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         metrics = evaluate(args.checkpoint, args.dataset, args.fold, args.data, args.frames_dir, args.batch_size,
-                           args.workers, args.device, progress=not args.no_progress and sys.stderr.isatty())
+                           args.workers, args.device, progress=not args.no_progress and sys.stderr.isatty(),
+                           scene_dir=args.scene_dir)
     except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

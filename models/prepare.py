@@ -1,14 +1,20 @@
 """Raw dataset videos -> per-clip folders of face crops, in the layout the readers of models.data expect.
 
     python -m models.prepare SRC_DIR OUT_DIR --dataset dfew|ferv39k|mafw [--size 224] [--detector auto|scrfd|yunet|haar]
+        [--scene-dir SCENE_DIR] [--scene-size 256] [--no-scene]
 
 SRC_DIR holds the videos as distributed (DFEW: Clip/original, FERV39k: 0_7_LabelClips, MAFW: data/clips; searched
 recursively). Every frame is decoded (service.ingest.ClipDecoder), the largest face is found with the service's own
 detector (service.detect.create_detector: SCRFD or YuNet when configured, else OpenCV's Haar cascade), cropped
 square with the service's margin (service.crops.crop_face) and written as OUT_DIR/<clip>/<frame>.jpg, so the
 crops a model trains on are made the way the service makes them at run time. Frames without a face are left out
-(as DFEW's own crops do). A clip folder appears only once complete (it is written under <clip>.partial and
-renamed), so an existing folder is a cached result and is skipped; an interrupted run resumes where it stopped.
+(as DFEW's own crops do). Beside each crop the whole frame it was cut from (the scene context OUS reads),
+downscaled to a shorter side of --scene-size (default 256; never enlarged), is written under the same name as
+SCENE_DIR/<clip>/<frame>.jpg; SCENE_DIR defaults to OUT_DIR's sibling `scene` (DFEW: Clip/faces -> Clip/scene),
+where the readers look for it (docs/DATASETS.md). A clip folder appears only once complete (it is written under
+<clip>.partial and renamed), so an existing folder is a cached result and is skipped; an interrupted run resumes
+where it stopped. A clip whose faces are cached but whose scene folder is missing (or the other way round) is
+prepared again, both folders together, so that the two always pair frame for frame.
 
 Then read it with `read_split(dataset, ROOT, ..., frames_dir=OUT_DIR)`. Clips in which no face was found are
 listed in OUT_DIR/no_face.txt; pass skip_missing=True to the reader to leave them out. Exit status: 0 when every
@@ -77,12 +83,30 @@ def largest_face(detector: FaceDetector, image) -> tuple[float, float, float, fl
     return max(detections, key=lambda d: d.box[2] * d.box[3]).box
 
 
+def scene_frame(image, size: int):
+    """The whole frame (BGR) with its shorter side brought down to `size` (never enlarged)."""
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _write_jpeg(path: Path, bgr) -> None:
+    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        raise OSError(f"cannot write {path}")
+
+
 def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayout, detector: FaceDetector,
-                 size: int, margin: float) -> int:
-    """Write the face crops of one video into clip_dir; returns how many frames had a face (0: nothing written)."""
-    partial = clip_dir.with_name(clip_dir.name + PARTIAL)
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
-    partial.mkdir(parents=True)
+                 size: int, margin: float, scene_dir: Path | None = None, scene_size: int = 256) -> int:
+    """Write the face crops of one video into clip_dir and, with `scene_dir`, the whole frames they were cut from
+    (same names) into scene_dir; returns how many frames had a face (0: nothing written). Existing folders of the
+    clip are replaced only once both new ones are complete."""
+    targets = [clip_dir] + ([scene_dir] if scene_dir is not None else [])
+    partials = [t.with_name(t.name + PARTIAL) for t in targets]
+    for partial in partials:
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+        partial.mkdir(parents=True)
     written = 0
     try:
         for frame in ClipDecoder(video):
@@ -91,27 +115,33 @@ def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayou
                 continue
             crop = crop_face(frame.image, box, size, 3, margin)  # RGB
             written += 1
-            path = partial / layout.frame_name(clip_id, written)
-            bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
-            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-                raise OSError(f"cannot write {path}")
+            name = layout.frame_name(clip_id, written)
+            _write_jpeg(partials[0] / name, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            if scene_dir is not None:
+                _write_jpeg(partials[1] / name, scene_frame(frame.image, scene_size))
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        for partial in partials:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
-    if written == 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        return 0
-    partial.rename(clip_dir)
+    for partial, target in zip(partials, targets):
+        if written:
+            shutil.rmtree(target, ignore_errors=True)  # a half-cached clip (faces without scene, or scene alone)
+            partial.rename(target)
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
     return written
 
 
 def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings | None = None, size: int = 224,
-            progress: bool = True) -> PrepareSummary:
-    """Prepare every video under src into out (see the module docstring). Raises ServiceError (e.g. a configured
-    detector model that is missing) before any work is done."""
+            progress: bool = True, scene_out: str | Path | None = None, scene_size: int = 256,
+            scene: bool = True) -> PrepareSummary:
+    """Prepare every video under src into out, and its scene frames into scene_out (default: out's sibling
+    `scene`; none when not `scene`); see the module docstring. Raises ServiceError (e.g. a configured detector
+    model that is missing) before any work is done."""
     from tqdm import tqdm
 
     src, out = Path(src), Path(out)
+    scene_root = (Path(scene_out) if scene_out is not None else out.parent / "scene") if scene else None
     layout = get_layout(dataset)
     if not src.is_dir():
         raise ServiceError(f"source folder {src} does not exist (expected the {layout.title} videos, e.g. "
@@ -132,11 +162,13 @@ def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings |
             summary.not_clips.append(rel.as_posix())
             continue
         clip_dir = out / clip_id
-        if clip_dir.is_dir():
+        scene_dir = scene_root / clip_id if scene_root is not None else None
+        if clip_dir.is_dir() and (scene_dir is None or scene_dir.is_dir()):
             summary.cached.append(clip_id)
         else:
             try:
-                frames = prepare_clip(video, clip_dir, clip_id, layout, detector, size, settings.face_margin)
+                frames = prepare_clip(video, clip_dir, clip_id, layout, detector, size, settings.face_margin,
+                                      scene_dir, scene_size)
             except ClipError as exc:
                 summary.unreadable.append(f"{clip_id}: {exc}")
                 bar.write(f"skipped {rel}: {exc}")
@@ -159,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, metavar="OUT_DIR", help="where the per-clip face folders go")
     parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
     parser.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    parser.add_argument("--scene-dir", type=Path, metavar="SCENE_DIR",
+                        help="where the per-clip scene (whole-frame) folders go (default: OUT_DIR/../scene)")
+    parser.add_argument("--scene-size", type=int, default=256,
+                        help="shorter side of the scene frames in pixels, never enlarged (default 256)")
+    parser.add_argument("--no-scene", action="store_true", help="face crops only, no scene frames")
     parser.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"],
                         help="face detector (default: the service's choice, EMOTION_DETECTOR)")
     parser.add_argument("--scrfd-model", type=Path, help="SCRFD .onnx file or pack directory (EMOTION_SCRFD_MODEL)")
@@ -167,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.size < 8:
-        parser.error("--size must be at least 8")
+    if args.size < 8 or args.scene_size < 8:
+        parser.error("--size and --scene-size must be at least 8")
     overrides = {"detector": args.detector, "scrfd_model": args.scrfd_model, "yunet_model": args.yunet_model,
                  "face_margin": args.margin}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        summary = prepare(args.src, args.out, args.dataset, settings, args.size, progress=not args.no_progress)
+        summary = prepare(args.src, args.out, args.dataset, settings, args.size, progress=not args.no_progress,
+                          scene_out=args.scene_dir, scene_size=args.scene_size, scene=not args.no_scene)
     except (ServiceError, OSError) as exc:  # OSError: e.g. the output disk is full or read-only
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -163,7 +163,7 @@ def build_loaders(args, recipe: dict[str, Any], model_cfg: dict[str, Any], ddp: 
     from models.data import build_dataset
 
     common = {"method": args.model, "image_size": model_cfg["image_size"], "num_frames": recipe["num_frames"],
-              "frames_dir": args.frames_dir}
+              "frames_dir": args.frames_dir, "scene": bool(model_cfg.get("needs_scene")), "scene_dir": args.scene_dir}
     train = build_dataset(args.dataset, args.data, "train", args.fold, **common)
     test = build_dataset(args.dataset, args.data, "test", args.fold, **common)
     if model_cfg["channels"] == 1:  # the baseline reads grey 64x64
@@ -198,14 +198,25 @@ class GreyClips(torch.utils.data.Dataset):
         return (grey - self.cfg["mean"][0]) / self.cfg["std"][0], label
 
 
+def unpack(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(faces, labels, scene): a scene-aware model's batches are (faces, scene, labels), the others' (faces, labels)."""
+    if len(batch) == 3:
+        faces, scene, labels = batch
+        return faces, labels, scene
+    faces, labels = batch
+    return faces, labels, None
+
+
 # ---- evaluation -----------------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def predict(model, loader, device: str, ddp: Dist, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     targets, predictions = [], []
-    for faces, labels in tqdm(loader, desc="test", leave=False, disable=not progress):
-        logits = model(faces.to(device, non_blocking=True))
+    for batch in tqdm(loader, desc="test", leave=False, disable=not progress):
+        faces, labels, scene = unpack(batch)
+        faces = faces.to(device, non_blocking=True)
+        logits = model(faces) if scene is None else model(faces, scene.to(device, non_blocking=True))
         predictions.append(logits.argmax(1).cpu().numpy())
         targets.append(np.asarray(labels))
     local = (np.concatenate(targets) if targets else np.zeros(0, int),
@@ -228,6 +239,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, help="1-5 for DFEW and MAFW; none for FERV39k")
     parser.add_argument("--data", required=True, type=Path, help="dataset root, in its distributed layout")
     parser.add_argument("--frames-dir", type=Path, help="face crops made by `python -m models.prepare`")
+    parser.add_argument("--scene-dir", type=Path, help="scene frames (OUS) made by `python -m models.prepare` "
+                                                       "(default: the dataset's, docs/DATASETS.md)")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--clip-checkpoint", type=Path, help="local CLIP weights (open_clip .pt/.bin/.safetensors)")
     parser.add_argument("--epochs", type=int)
@@ -286,16 +299,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         random.setstate(state["rng"]["python"])
         if ddp.main:
             log.info("resumed from %s at epoch %d", last, start_epoch + 1)
-    if cfg.get("needs_scene"):
-        raise ValueError(f"{args.model} needs scene windows beside the face crops; the dataset readers give face "
-                         "crops only (docs/DATASETS.md), so it cannot be trained with models.train yet")
     objective = TrainingObjective(model, recipe.get("label_smoothing", 0.0))
     wrapped = objective
     if ddp.world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[ddp.local_rank] if device.startswith("cuda") else None,
             find_unused_parameters=True)  # auxiliary heads may sit out some batches (mixed batches)
-    mixing = recipe_mixing(recipe)
+    # A scene-aware model is never mixed: mixup/FMix of the faces alone would pair a blended face with one clip's
+    # scene, and OUS's paper mixes nothing (its recipe has mixup 0, FMix 0).
+    mixing = recipe_mixing(recipe) if not cfg.get("needs_scene") else None
     plateau = Plateau(recipe) if recipe.get("schedule") == "plateau" else None
     rng = np.random.default_rng(args.seed + ddp.rank)
     writer = None
@@ -316,15 +328,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started, losses = time.perf_counter(), []
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress, leave=False)
         optimizer.zero_grad(set_to_none=True)
-        for i, (faces, labels) in enumerate(bar):
+        for i, batch in enumerate(bar):
             if args.max_steps and i >= args.max_steps:
                 break
+            faces, labels, scene = unpack(batch)
             faces, labels = faces.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if scene is not None:
+                scene = scene.to(device, non_blocking=True)
             sync = (i + 1) % args.accumulate == 0
             context = wrapped.no_sync() if ddp.world > 1 and not sync else nullcontext()
             mixed, targets, kind = mix_batch(faces, labels, len(cfg["labels"]), mixing, rng)
             with context, autocast():
-                loss, terms = wrapped(mixed, labels, targets if kind != "none" else None)
+                loss, terms = wrapped(mixed, labels, targets if kind != "none" else None, scene)
             with context:
                 scaler.scale(loss / args.accumulate).backward()
             if sync:

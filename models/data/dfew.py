@@ -32,6 +32,7 @@ LAYOUT = DatasetLayout(
     folds=(1, 2, 3, 4, 5),
     frames_dir="Clip/clip_224x224",
     videos_dir="Clip/original",
+    scene_dir="Clip/scene",  # models.prepare's scene frames (docs/DATASETS.md)
     split_files=split_files,
     clip_id=clip_id,
     row=lambda clip, code: f"{int(clip)},{code}",

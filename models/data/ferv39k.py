@@ -19,6 +19,7 @@ LAYOUT = DatasetLayout(
     folds=(),
     frames_dir="2_ClipsforFaceCrop",
     videos_dir="0_7_LabelClips",
+    scene_dir="scene",  # models.prepare's scene frames (docs/DATASETS.md)
     split_files=lambda split, fold: (f"4_setups/All_scenes/{split}_All.csv",),
     clip_id=relative_clip_path,
     row=lambda clip, code: f"{clip} {code}",

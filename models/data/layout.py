@@ -25,6 +25,8 @@ class DatasetLayout:
     folds: tuple[int, ...]  # cross-validation folds; () for one fixed train/test split
     frames_dir: str  # default root of the per-clip frame folders, relative to the dataset root
     videos_dir: str  # the raw videos as distributed, relative to the dataset root (input of models.prepare)
+    scene_dir: str  # default root of the per-clip scene (whole-frame) folders, relative to the dataset root: ours,
+                    # written by models.prepare beside the face crops (the datasets ship no scene frames)
     split_files: Callable[[str, int | None], tuple[str, ...]]  # candidates for (split, fold); first existing wins
     clip_id: Callable[[str], str]  # first column -> the clip's path under frames_dir; ValueError(reason) if bad
     row: Callable[[str, str], str]  # (clip id, dataset label code) -> an annotation line, for the synthetic sets

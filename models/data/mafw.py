@@ -32,6 +32,7 @@ LAYOUT = DatasetLayout(
     folds=(1, 2, 3, 4, 5),
     frames_dir="data/frames",
     videos_dir="data/clips",
+    scene_dir="data/scene",  # models.prepare's scene frames (docs/DATASETS.md)
     split_files=lambda split, fold: tuple(f"{folder}/single/no_caption/set_{fold}/{split}.txt"
                                           for folder in SPLIT_FOLDERS),
     clip_id=clip_id,

@@ -5,9 +5,12 @@ request and cannot be shipped).
 
 Every label gets `clips-per-label` clips of 8..40 frames (the first clip is always shorter than 16 frames, so the
 short-clip path is exercised). A frame is the label's colour with a bright square that moves over the clip, plus
-noise: enough for a demo model to learn something. Folds (DFEW, MAFW) put clip i in the test set of fold
-(i mod 5) + 1 and in the training set of the others; FERV39k's test set takes every fourth clip. `--videos` also
-writes the raw videos where the dataset keeps them (input for `python -m models.prepare`).
+noise: enough for a demo model to learn something. Each frame also gets its scene frame (the whole frame the face
+was "cut from": a landscape canvas, 2 x 1.5 the face size, with a label-coloured gradient and the face frame
+pasted left of centre) in the layout's scene folder, under the same name, as models.prepare writes them. Folds
+(DFEW, MAFW) put clip i in the test set of fold (i mod 5) + 1 and in the training set of the others; FERV39k's test
+set takes every fourth clip. `--videos` also writes the raw videos (the scene frames) where the dataset keeps
+them (input for `python -m models.prepare`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ def _frames(label_index: int, num_labels: int, num_frames: int, size: int, rng: 
     return frames
 
 
+def _scenes(faces: np.ndarray, label_index: int, num_labels: int) -> np.ndarray:
+    """uint8 [T, ~1.5 * size (even), 2 * size, 3] BGR: each face frame pasted into a wider whole frame. Deterministic
+    (draws nothing from the generator, so the face frames of a seed stay what they were)."""
+    t, size = faces.shape[:2]
+    height, width = 2 * ((size + size // 2 + 1) // 2), 2 * size  # even sides, as the yuv420p videos need
+    hue = int(180 * ((label_index + num_labels / 2) % num_labels) / num_labels)  # the opposite hue of the face's
+    colour = cv2.cvtColor(np.full((1, 1, 3), (hue, 120, 200), np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+    ramp = np.linspace(0.4, 1.0, width, dtype=np.float32)[None, :, None]  # darker on the left: not mirror-symmetric
+    canvas = np.clip(colour * ramp, 0, 255).astype(np.uint8)
+    scenes = np.repeat(np.repeat(canvas, height, axis=0)[None], t, axis=0)
+    top, left = size // 4, size // 4
+    scenes[:, top:top + size, left:left + size] = faces
+    return scenes
+
+
 def _write_video(path: Path, frames: np.ndarray) -> None:
     import av
 
@@ -85,12 +103,14 @@ def write_synthetic(root: str | Path, dataset: str, clips_per_label: int = 2, si
     for i, (clip, label) in enumerate(clips):
         num_frames = MIN_FRAMES if i == 0 else int(rng.integers(NUM_FRAMES, MAX_FRAMES + 1))
         frames = _frames(layout.labels.index(label), len(layout.labels), num_frames, size, rng)
-        folder = root / layout.frames_dir / clip
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, image in enumerate(frames, start=1):
-            cv2.imwrite(str(folder / layout.frame_name(clip, n)), image)
+        scenes = _scenes(frames, layout.labels.index(label), len(layout.labels))
+        for images, where in ((frames, layout.frames_dir), (scenes, layout.scene_dir)):
+            folder = root / where / clip
+            folder.mkdir(parents=True, exist_ok=True)
+            for n, image in enumerate(images, start=1):
+                cv2.imwrite(str(folder / layout.frame_name(clip, n)), image)
         if videos:
-            _write_video(root / layout.videos_dir / f"{clip}.mp4", frames)
+            _write_video(root / layout.videos_dir / f"{clip}.mp4", scenes)
     if layout.folds:
         for fold in layout.folds:
             test = [c for i, c in enumerate(clips) if i % len(layout.folds) + 1 == fold]

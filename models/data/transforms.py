@@ -67,6 +67,15 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
                                      *_to_normalised_float(mean, std)]))
 
 
+def scene_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> ClipTransform:
+    """The scene window: the whole frame squashed to image_size x image_size (as service.crops.crop_scene does at
+    run time, so nothing outside the frame's edges is cut away), normalised like the faces. No random crop or
+    colour change of its own: in training the only augmentation it gets is the face clip's flip, which
+    ClipDataset draws once and applies to both windows."""
+    return ClipTransform(v2.Compose([v2.Resize((image_size, image_size), antialias=True),
+                                     *_to_normalised_float(mean, std)]))
+
+
 def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 

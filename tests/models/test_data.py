@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models.data import AnnotationError, DatasetError, get_layout, read_split
-from models.data.dataset import build_dataset
+from models.data.annotations import ClipRecord
+from models.data.dataset import ClipDataset, build_dataset
 from models.data.mixing import BatchMixing, fmix, fmix_mask, mix_batch, mixup, one_hot
 from models.data.sampling import eval_indices, train_indices
 from models.data.synthetic import main as synthetic_main
@@ -211,6 +212,88 @@ def test_short_clip_repeats_its_last_frame(synthetic_roots):
     assert not torch.equal(faces[0], faces[n - 1])  # the square moves over the clip
 
 
+# ---- scene windows (OUS) ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_scene_items_from_the_synthetic_sets(synthetic_roots, dataset):
+    fold = 1 if get_layout(dataset).folds else None
+    root = synthetic_roots[dataset]
+    assert (root / get_layout(dataset).scene_dir).is_dir()
+    train = build_dataset(dataset, root, "train", fold, method="ous", image_size=SIZE, scene=True)
+    faces, scene, label = train[0]
+    assert faces.shape == scene.shape == (16, 3, SIZE, SIZE) and scene.dtype == torch.float32
+    assert label == train.records[0].label
+    test = build_dataset(dataset, root, "test", fold, image_size=SIZE, scene=True)
+    first, again = test[0], test[0]
+    assert torch.equal(first[1], again[1]) and not torch.equal(first[0], first[1])  # deterministic; not the faces
+    faces, scene, labels = next(iter(torch.utils.data.DataLoader(test, batch_size=2)))
+    assert faces.shape == scene.shape == (2, 16, 3, SIZE, SIZE) and labels.dtype == torch.int64
+
+
+def _two_tone_clip(folder, num_frames, size):
+    """Frames n = 1..num_frames: left half grey 20 + 5n, right half 230 (PNG: exact values), `size` = (w, h)."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    w, h = size
+    for n in range(1, num_frames + 1):
+        image = np.full((h, w, 3), 230, np.uint8)
+        image[:, : w // 2] = 20 + 5 * n
+        cv2.imwrite(str(folder / f"{n}.png"), image)
+    return folder
+
+
+def test_scene_takes_the_faces_frames_and_their_flip(tmp_path):
+    faces_dir = _two_tone_clip(tmp_path / "faces" / "c1", 40, (24, 24))
+    scene_dir = _two_tone_clip(tmp_path / "scene" / "c1", 40, (40, 30))  # wider than high: squashed, not cropped
+    record = ClipRecord("c1", faces_dir, 40, 0, "split.txt:1")
+    raw = dict(mean=(0.0,) * 3, std=(1 / 255,) * 3)  # back to 0..255 units
+    augmentation = ClipAugmentation(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0.0, flip_p=0.5)
+    dataset = ClipDataset([record], train=True, image_size=SIZE, augmentation=augmentation, scene_dirs=[scene_dir],
+                          **raw)
+    torch.manual_seed(0)
+    flips, draws = set(), set()
+    for _ in range(12):
+        faces, scene, _ = dataset[0]
+        for clip in (faces, scene):  # the dark half is the frame number's grey, on the left unless flipped
+            assert clip.shape == (16, 3, SIZE, SIZE)
+        face_left, scene_left = faces[:, 0, :, 0], scene[:, 0, :, 0]  # first column of every frame
+        face_right, scene_right = faces[:, 0, :, -1], scene[:, 0, :, -1]
+        flipped = bool(face_left.mean() > face_right.mean())
+        assert flipped == bool(scene_left.mean() > scene_right.mean())  # both flipped, or neither
+        flips.add(flipped)
+        face_dark = (face_right if flipped else face_left).mean(dim=1)  # [16]: 20 + 5n of the sampled frames
+        scene_dark = (scene_right if flipped else scene_left).mean(dim=1)
+        assert torch.allclose(face_dark, scene_dark, atol=1.0)  # the same frame indices
+        assert len(set(face_dark.round().tolist())) == 16  # 16 different frames, one per segment of 2
+        draws.add(tuple(face_dark.round().tolist()))
+    assert flips == {True, False} and len(draws) > 1  # random flips and random frames, the scene following both
+    test = ClipDataset([record], train=False, image_size=SIZE, scene_dirs=[scene_dir], **raw)
+    faces, scene, _ = test[0]
+    assert torch.allclose(faces[:, 0, :, 0].mean(dim=1), scene[:, 0, :, 0].mean(dim=1), atol=1.0)
+
+
+def test_missing_scene_folder_or_frame_is_a_clear_error(editable):
+    root = editable("dfew")
+    records = read_split("dfew", root, "test", 1)
+    victim = records[1]
+    scene_folder = root / "Clip" / "scene" / victim.clip_id
+    frames = sorted(scene_folder.iterdir())
+    frames[-1].unlink()  # one frame short: found when an item needs it
+    dataset = build_dataset("dfew", root, "test", 1, image_size=SIZE, scene=True)
+    with pytest.raises(DatasetError, match=f"clip {victim.clip_id} .*scene folder {scene_folder} has no frame"):
+        dataset[1]
+    shutil.rmtree(scene_folder)
+    with pytest.raises(AnnotationError, match=f"set_1.csv:3: clip {victim.clip_id}: scene folder {scene_folder} "
+                                              "is missing"):
+        build_dataset("dfew", root, "test", 1, image_size=SIZE, scene=True)
+    kept = build_dataset("dfew", root, "test", 1, image_size=SIZE, scene=True, skip_missing=True)
+    assert [r.clip_id for r in kept.records] == [r.clip_id for r in records if r is not victim]
+    with pytest.raises(DatasetError, match="scene folders not found: .*elsewhere is not a directory"):
+        build_dataset("dfew", root, "test", 1, scene=True, scene_dir="elsewhere")
+    assert len(build_dataset("dfew", root, "test", 1, image_size=SIZE)) == len(records)  # faces alone: unaffected
+
+
 # ---- sampling -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("num_frames", [16, 17, 31, 50, 97, 300])
@@ -323,6 +406,9 @@ def test_synthetic_cli_writes_a_readable_set(tmp_path, capsys):
     assert synthetic_main([str(tmp_path / "mafw"), "--dataset", "mafw", "--clips-per-label", "1", "--size", "16"]) == 0
     assert "MAFW (11 clips)" in capsys.readouterr().out
     assert (tmp_path / "mafw" / "Train & Test Set" / "single" / "no_caption" / "set_5" / "test.txt").is_file()
+    faces, scenes = tmp_path / "mafw" / "data" / "frames", tmp_path / "mafw" / "data" / "scene"
+    assert sorted(p.relative_to(scenes) for p in scenes.rglob("*.jpg")) == sorted(
+        p.relative_to(faces) for p in faces.rglob("*.jpg"))  # a scene frame beside every face frame, same names
     fold_3 = [read_split("mafw", tmp_path / "mafw", split, 3) for split in ("train", "test")]
     assert sum(map(len, fold_3)) == 11
 
@@ -343,13 +429,19 @@ def test_prepare_writes_face_crops_and_skips_cached_clips(raw_dfew, settings):
     from models.prepare import main, prepare
 
     out = raw_dfew / "Clip" / "faces"
-    summary = prepare(raw_dfew / "Clip" / "original", out, "dfew", settings, size=SIZE, progress=False)
+    summary = prepare(raw_dfew / "Clip" / "original", out, "dfew", settings, size=SIZE, progress=False,
+                      scene_size=120)
     assert summary.prepared == ["00001"] and summary.no_face == ["00002"] and not summary.unreadable
     crops = sorted((out / "00001").iterdir())
     assert [p.name for p in crops] == [f"00001_{n}.jpg" for n in range(1, 9)]  # DFEW's naming, every frame a face
     import cv2
 
     assert cv2.imread(str(crops[0])).shape == (SIZE, SIZE, 3)
+    # the scene frames: the whole 320x240 frames, shorter side 120, in Clip/scene (the layout's), same names
+    scenes = sorted((raw_dfew / "Clip" / "scene" / "00001").iterdir())
+    assert [p.name for p in scenes] == [p.name for p in crops]
+    assert cv2.imread(str(scenes[0])).shape == (120, 160, 3)
+    assert not (raw_dfew / "Clip" / "scene" / "00002").exists()
     assert (out / "no_face.txt").read_text().split() == ["00002"]
     stamps = {p.name: p.stat().st_mtime_ns for p in crops}
 
@@ -364,7 +456,21 @@ def test_prepare_writes_face_crops_and_skips_cached_clips(raw_dfew, settings):
     [record] = read_split("dfew", raw_dfew, "train", 1, frames_dir="Clip/faces", skip_missing=True)
     assert (record.clip_id, record.num_frames, record.label) == ("00001", 8, 0)
 
+    test_split = raw_dfew / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv"
+    test_split.parent.mkdir(parents=True)
+    test_split.write_text("video_name,label\n1,1\n")
+    faces, scene, label = build_dataset("dfew", raw_dfew, "test", 1, image_size=SIZE, frames_dir="Clip/faces",
+                                        scene=True)[0]
+    assert faces.shape == scene.shape == (16, 3, SIZE, SIZE)
+
     assert main([str(raw_dfew / "Clip" / "original"), str(out), "--dataset", "dfew", "--no-progress"]) == 0
+
+    # faces cached but no scene folder (e.g. prepared before scene frames existed): the clip is made again, both
+    shutil.rmtree(raw_dfew / "Clip" / "scene" / "00001")
+    again = prepare(raw_dfew / "Clip" / "original", out, "dfew", settings, size=SIZE, progress=False)
+    assert again.prepared == ["00001"]
+    assert [p.name for p in sorted((raw_dfew / "Clip" / "scene" / "00001").iterdir())] == [p.name for p in crops]
+    assert not list((raw_dfew / "Clip").glob("**/*.partial"))
 
 
 def test_prepare_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -52,6 +52,21 @@ def test_synthetic_train_evaluate_export_end_to_end(dfew, tmp_path):
     assert bundle["method"] == "duse" and bundle["trained_on"]["dataset"] == "dfew" and bundle["trained_on"]["fold"] == 1
 
 
+def test_ous_trains_and_evaluates_with_scene_windows(dfew, tmp_path):
+    run = tmp_path / "ous"
+    result = train(["--model", "ous", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data", dfew,
+                    "--out", run, "--epochs", "1", "--batch-size", "2", "--max-steps", "2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == 1 and np.isfinite(record["loss"]) and 0 <= record["uar"] <= 1
+    evaluated = subprocess.run([sys.executable, "-m", "models.evaluate", str(run / "best.pt"), "--dataset", "dfew",
+                                "--fold", "1", "--data", str(dfew), "--out", str(tmp_path / "ous.json")],
+                               env=ENV, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    results = json.loads((tmp_path / "ous.json").read_text())
+    assert results["model"] == "ous" and results["samples"] == 3  # fold 1 tests clips 0, 5 and 10 of 14
+
+
 def test_resume_continues_where_it_stopped(dfew, tmp_path):
     run = tmp_path / "run"
     common = ["--model", "baseline", "--dataset", "dfew", "--fold", "2", "--data", dfew, "--out", run,
