@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"one of {', '.join(SUITES)}; default: all")
     parser.add_argument("--methods", nargs="+", help="models suite: these methods only (default: all)")
     parser.add_argument("--backbones", nargs="+", help="models suite: these backbones only (tiny, ViT-B-32, ViT-B-16)")
+    parser.add_argument("--batches", nargs="+", type=int, help="models suite: batch sizes for every backbone "
+                        "(default: 1/4/16 tiny, 1/4 ViT-B-32, 1 ViT-B-16)")
     parser.add_argument("--repeats", type=int, default=3, help="models suite: timed runs per measurement")
     args = parser.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
@@ -29,13 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.suites or SUITES:
         suite = importlib.import_module(f"bench.{name}")
         if name == "models":
-            plan = {b: suite.DEFAULT_PLAN.get(b, (1,)) for b in args.backbones} if args.backbones else None
+            backbones = args.backbones or list(suite.DEFAULT_PLAN)
+            plan = {b: tuple(args.batches) if args.batches else suite.DEFAULT_PLAN.get(b, (1,)) for b in backbones}
             result = suite.run(args.methods, plan, args.repeats)
         else:
             result = suite.run()
         print(suite.describe(result))
         # A partial models run (some backbones) is saved beside the others, not over them.
-        label = f"{name}-{'-'.join(args.backbones)}" if name == "models" and args.backbones else name
+        label = (f"{name}-{'-'.join(args.backbones)}" + (f"-b{'-'.join(map(str, args.batches))}" if args.batches else "")
+                 if name == "models" and args.backbones else name)
         print(f"  -> {save(label, result)}")
     return 0
 
