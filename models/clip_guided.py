@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import CLIPBackbone, create_backbone, onnx_exportable_attention, per_layer_token_hooks
-from models.registry import LossOutput, load_config, make_bundle_cfg, register_model
-from models.text import CLASS_NAMES, resolve_labels, tokenize
+from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
+from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.text import CLASS_NAMES, tokenize
 
 
 def _replace_last_token(x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
@@ -200,7 +200,5 @@ class CLIPGuidedDFER(nn.Module):
 @register_model
 def clip_guided(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
                 dataset: str | None = None, labels: tuple[str, ...] | None = None, **overrides) -> CLIPGuidedDFER:
-    cfg = load_config("clip_guided", backbone)
-    dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
-    return CLIPGuidedDFER(clip, labels, dataset=dataset, **(cfg | overrides))
+    return build_clip_method(CLIPGuidedDFER, "clip_guided", backbone, num_classes, checkpoint, dataset, labels,
+                             overrides)

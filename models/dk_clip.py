@@ -23,11 +23,10 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import CLIPBackbone, create_backbone, onnx_exportable_attention
-from models.backbone import per_layer_token_hooks
+from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
 from models.clip_guided import FeedForward
-from models.registry import LossOutput, load_config, make_bundle_cfg, register_model
-from models.text import dk_clip_prompt, resolve_labels, tokenize
+from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.text import dk_clip_prompt, tokenize
 
 
 class CrossFrameMessages(nn.Module):
@@ -194,7 +193,5 @@ class DKCLIP(nn.Module):
 @register_model
 def dk_clip(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
             dataset: str | None = None, labels: tuple[str, ...] | None = None, **overrides) -> DKCLIP:
-    cfg = load_config("dk_clip", backbone)
-    dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
-    return DKCLIP(clip, labels, dataset=dataset, **(cfg | overrides))
+    return build_clip_method(DKCLIP, "dk_clip", backbone, num_classes, checkpoint, dataset, labels,
+                             overrides)

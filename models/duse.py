@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits, create_backbone,
+from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention, sinusoidal_positions)
-from models.registry import LossOutput, load_config, make_bundle_cfg, register_model
-from models.text import described_class, resolve_labels, tokenize, with_placeholders
+from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.text import described_class, tokenize, with_placeholders
 
 DEPTH_FRACTIONS = {"shallow": None, "normal": 1 / 3, "deep": 2 / 3}
 
@@ -172,7 +172,5 @@ class DuSE(nn.Module):
 @register_model
 def duse(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
          dataset: str | None = None, labels: tuple[str, ...] | None = None, **overrides) -> DuSE:
-    cfg = load_config("duse", backbone)
-    dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
-    return DuSE(clip, labels, dataset=dataset, **(cfg | overrides))
+    return build_clip_method(DuSE, "duse", backbone, num_classes, checkpoint, dataset, labels,
+                             overrides)

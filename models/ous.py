@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits, create_backbone,
+from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
-from models.registry import LossOutput, load_config, make_bundle_cfg, register_model
-from models.text import CLASS_NAMES, POLARITIES, class_polarity, resolve_labels, tokenize, with_placeholders
+from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.text import CLASS_NAMES, POLARITIES, class_polarity, tokenize, with_placeholders
 
 
 class FramesEncoder(nn.Module):
@@ -183,7 +183,5 @@ class OUS(nn.Module):
 @register_model
 def ous(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
         dataset: str | None = None, labels: tuple[str, ...] | None = None, **overrides) -> OUS:
-    cfg = load_config("ous", backbone)
-    dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
-    return OUS(clip, labels, dataset=dataset, **(cfg | overrides))
+    return build_clip_method(OUS, "ous", backbone, num_classes, checkpoint, dataset, labels,
+                             overrides)

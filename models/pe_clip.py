@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import (BottleneckAdapter, CLIPBackbone, Prompts, TowerHooks, cosine_logits, create_backbone,
+from models.backbone import (BottleneckAdapter, CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
-from models.registry import LossOutput, load_config, make_bundle_cfg, register_model
-from models.text import CLASS_NAMES, PE_CLIP_DESCRIPTIONS, pe_clip_prompt, resolve_labels, tokenize, with_placeholders
+from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.text import CLASS_NAMES, PE_CLIP_DESCRIPTIONS, pe_clip_prompt, tokenize, with_placeholders
 
 
 class TemporalDynamicAdapter(nn.Module):
@@ -127,7 +127,5 @@ class PECLIP(nn.Module):
 @register_model
 def pe_clip(backbone: str | None = None, num_classes: int | None = None, checkpoint: str | None = None,
             dataset: str | None = None, labels: tuple[str, ...] | None = None, **overrides) -> PECLIP:
-    cfg = load_config("pe_clip", backbone)
-    dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
-    return PECLIP(clip, labels, dataset=dataset, **(cfg | overrides))
+    return build_clip_method(PECLIP, "pe_clip", backbone, num_classes, checkpoint, dataset, labels,
+                             overrides)

@@ -82,6 +82,19 @@ def load_config(name: str, backbone: str | None = None) -> dict[str, Any]:
     return merged
 
 
+def build_clip_method(model_cls, name: str, backbone: str | None, num_classes: int | None,
+                      checkpoint: str | Path | None, dataset: str | None, labels, overrides: dict[str, Any]):
+    """The factory body every CLIP method shares: its paper config, the label set, the backbone, then the model
+    (keyword overrides win over the config)."""
+    from models.backbone import create_backbone
+    from models.text import resolve_labels
+
+    cfg = load_config(name, backbone)
+    dataset, labels = resolve_labels(dataset, num_classes, labels)
+    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
+    return model_cls(clip, labels, dataset=dataset, **(cfg | overrides))
+
+
 # ---- the contract -------------------------------------------------------------------------------------------------
 
 @dataclass
