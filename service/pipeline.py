@@ -88,13 +88,16 @@ class FacePipeline:
 
 
 def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
-                  templates: PromptTemplates | None = None) -> EmotionEvent:
-    """A classified window as Contract 2's emotion event, with a prompt and chat messages about this one face (pure;
-    the live runtime describes everyone in view instead)."""
-    best = int(np.argmax(probs))
+                  templates: PromptTemplates | None = None, label_index: int | None = None,
+                  prompt: str | None = None) -> EmotionEvent:
+    """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). By default the label
+    is the most probable one and the prompt describes this one face; the live runtime passes its smoothed label and a
+    prompt describing everyone in view."""
+    best = int(np.argmax(probs)) if label_index is None else label_index
     confidence = float(probs[best])
     templates = templates or PromptTemplates()
-    prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
+    if prompt is None:
+        prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
     return EmotionEvent(
         source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
         label=labels[best], confidence=round(confidence, 4),

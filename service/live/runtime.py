@@ -28,8 +28,8 @@ from service.live.state import LiveState
 from service.live.watchdog import Health, Watchdog
 from service.live.workers import FaceWorker, InferenceWorker, PendingWindow
 from service.metrics import StageTimer
-from service.pipeline import FacePipeline
-from service.prompts import FaceState, chat_messages, describe_scene
+from service.pipeline import FacePipeline, emotion_event
+from service.prompts import FaceState, describe_scene
 from service.smoothing import Smoother
 from service.track import create_tracker
 
@@ -121,11 +121,8 @@ class LiveRuntime:
             faces.append(FaceState(window.track_id, labels[label_index], confidence, window.box, window.t_start,
                                    window.t_end))
         prompt = describe_scene(faces, width or 1, self.settings.prompts)
-        return EmotionEvent(
-            source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
-            label=labels[label_index], confidence=round(confidence, 4), probs=probs_dict,
-            box=tuple(round(v, 1) for v in window.box), model=self.engine.spec.name, prompt=prompt,
-            messages=chat_messages(prompt, self.settings.prompts))
+        return emotion_event(window, probs, labels, source, self.engine.spec.name, self.settings.prompts,
+                             label_index, prompt)
 
     @staticmethod
     def _jsonl_sink(path: Path):
