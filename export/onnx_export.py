@@ -90,28 +90,31 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, input_sets: dict[str, 
 
 def export_frame_split(model: torch.nn.Module, staging: Path, example: dict[str, torch.Tensor], opset: int,
                        tolerance: float) -> FrameCacheSpec:
-    """frame_encoder.onnx and window_head.onnx beside model.onnx; their composition must match the model."""
+    """frame_encoder.onnx and window_head.onnx beside model.onnx; their composition must match the model. Scene-aware
+    models encode scene frames with the same encoder, and their head takes both feature windows."""
     encoder, head = model.frame_split()
-    faces = example["faces"]
-    b, t = faces.shape[:2]
-    frames = faces.flatten(0, 1)
+    streams = ["faces", "scene"] if "scene" in example else ["faces"]
+    head_inputs = ["features", "scene_features"][:len(streams)]
+    b, t = example["faces"].shape[:2]
+    frames = {stream: example[stream].flatten(0, 1) for stream in streams}
     with torch.no_grad():
-        features = encoder(frames)
+        features = tuple(encoder(frames[stream]).view(b, t, -1) for stream in streams)
     enc_path, head_path = staging / "frame_encoder.onnx", staging / "window_head.onnx"
-    torch.onnx.export(encoder.eval(), (frames,), str(enc_path), dynamo=False, opset_version=opset,
+    torch.onnx.export(encoder.eval(), (frames["faces"],), str(enc_path), dynamo=False, opset_version=opset,
                       input_names=["frames"], output_names=["features"],
                       dynamic_axes={"frames": {0: "frames"}, "features": {0: "frames"}})
-    torch.onnx.export(head.eval(), (features.view(b, t, -1),), str(head_path), dynamo=False, opset_version=opset,
-                      input_names=["features"], output_names=["logits"],
-                      dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(head.eval(), features, str(head_path), dynamo=False, opset_version=opset,
+                      input_names=head_inputs, output_names=["logits"],
+                      dynamic_axes={name: {0: "batch"} for name in head_inputs} | {"logits": {0: "batch"}})
     enc = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
     hd = ort.InferenceSession(str(head_path), providers=["CPUExecutionProvider"])
-    (feats,) = enc.run(["features"], {"frames": frames.numpy()})
-    (logits,) = hd.run(["logits"], {"features": feats.reshape(b, t, -1)})
+    feeds = {name: enc.run(["features"], {"frames": frames[stream].numpy()})[0].reshape(b, t, -1)
+             for name, stream in zip(head_inputs, streams)}
+    (logits,) = hd.run(["logits"], feeds)
     diff = float(np.abs(logits - _torch_logits(model, example)).max())
     if not diff <= tolerance:
         raise ParityError(f"frame encoder + window head differ from the model by {diff:.3g} (> {tolerance:g})")
-    return FrameCacheSpec(feature_dim=int(feats.shape[-1]), encoder_sha256=file_sha256(enc_path),
+    return FrameCacheSpec(feature_dim=int(feeds["features"].shape[-1]), encoder_sha256=file_sha256(enc_path),
                           head_sha256=file_sha256(head_path))
 
 
@@ -134,13 +137,14 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
         with baked_text_features(model) as baked:
             torch.onnx.export(model, args, str(onnx_path), dynamo=False, opset_version=opset, input_names=names,
                               output_names=["logits"], dynamic_axes=dynamic)
+            # Inside the bake too: the head compares with the same constant text features.
+            frame_cache = export_frame_split(model, staging, example, opset, tolerance) if hasattr(
+                model, "frame_split") else None
         onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
         input_sets = {"random": example}
         if real_inputs is not None:
             input_sets["real"] = real_inputs
         parity = check_parity(model, onnx_path, input_sets, tolerance)
-        frame_cache = export_frame_split(model, staging, example, opset, tolerance) if hasattr(
-            model, "frame_split") and not cfg.get("needs_scene") else None
         shape = ["batch", cfg["num_frames"], cfg["channels"], cfg["image_size"], cfg["image_size"]]
         spec = BundleSpec(
             name=cfg["name"], method=cfg["method"], labels=cfg["labels"], num_frames=cfg["num_frames"],

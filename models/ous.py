@@ -60,9 +60,12 @@ class PolarityEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
 
-    def forward(self, tokens: torch.Tensor, batch: int) -> torch.Tensor:
-        pooled = self.norm(tokens).mean(dim=1)
-        return self.mlp(pooled.view(batch, -1, pooled.shape[-1]).mean(dim=1))
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One frame's share: [N, L, W] -> [N, W] (per frame, so the service can cache it with the frame)."""
+        return self.norm(tokens).mean(dim=1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:  # [B, T, W] -> [B, D]
+        return self.mlp(pooled.mean(dim=1))
 
 
 class CrossTypeAttention(nn.Module):
@@ -149,17 +152,29 @@ class OUS(nn.Module):
         hooks = TowerHooks(prompts=Prompts({0: self.prompt_context}))
         return self.backbone.encode_text(self.class_tokens, hooks).features
 
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """[N, C, H, W] -> [N, D + W]: each frame's CLIP feature and its pooled early-layer tokens (the polarity
+        encoder's per-frame share). Face and scene frames pass the same frozen encoder independently, so a frame
+        shared by overlapping windows is encoded once (`frame_split`)."""
+        out = self.backbone.encode_image(frames, TowerHooks(taps=(self.polarity_layer,)))
+        return torch.cat([out.features, self.polarity_encoder.pool(out.taps[self.polarity_layer])], dim=-1)
+
     def features(self, faces: torch.Tensor, scene: torch.Tensor | None) -> OUSFeatures:
         if scene is None:
             raise ValueError("OUS needs the scene window as well as the faces: forward(faces, scene)")
         b, t = faces.shape[:2]
         face = self.backbone.encode_image(faces.flatten(0, 1)).features.view(b, t, -1)
-        scene_out = self.backbone.encode_image(scene.flatten(0, 1), TowerHooks(taps=(self.polarity_layer,)))
-        face_seq = self.frames_encoder(self.face_lstm(face)[0])  # V_ft
-        scene_vec = self.scene_lstm(scene_out.features.view(b, t, -1))[0].mean(dim=1)  # V_st, eq. 14
+        return self.fuse(face, self.encode_frames(scene.flatten(0, 1)).view(b, t, -1))
+
+    def fuse(self, face: torch.Tensor, scene: torch.Tensor) -> OUSFeatures:
+        """Everything after the frozen encoder: face [B, T, >=D] (features first) and scene [B, T, D + W] from
+        `encode_frames` -> logits and the aligned features the losses read."""
+        d = self.backbone.embed_dim
+        face_seq = self.frames_encoder(self.face_lstm(face[..., :d])[0])  # V_ft
+        scene_vec = self.scene_lstm(scene[..., :d])[0].mean(dim=1)  # V_st, eq. 14
         face_tokens = self.face_align(face_seq)
         scene_token = self.scene_align(scene_vec)
-        polarity = self.polarity_encoder(scene_out.taps[self.polarity_layer], b)
+        polarity = self.polarity_encoder(scene[..., d:])
         fused = self.tfe(torch.cat([polarity.unsqueeze(1), face_tokens, scene_token.unsqueeze(1)], dim=1))
         logits = cosine_logits(fused, self.text_features(), self.backbone.logit_scale())
         return OUSFeatures(logits, face_tokens.mean(dim=1), scene_token, polarity)
@@ -167,6 +182,11 @@ class OUS(nn.Module):
     def forward(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
         with onnx_exportable_attention():
             return self.features(faces, scene).logits
+
+    def frame_split(self) -> tuple[nn.Module, nn.Module]:
+        """(frame encoder [N,C,H,W] -> [N, D+W] for face and scene frames alike, window head (face [B,T,D+W],
+        scene [B,T,D+W]) -> logits), with head(encoder(faces), encoder(scene)) == forward(faces, scene)."""
+        return _OUSFrameEncoder(self), _OUSWindowHead(self)
 
     def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
         """Eq. 4 while the global loss exceeds alpha, the contrastive loss alone once it is below."""
@@ -178,6 +198,26 @@ class OUS(nn.Module):
         total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
         terms = {"similarity": similarity, "polarity": polarity, "contrastive": contrastive, "global": total_all}
         return LossOutput(total, {k: v.detach() for k, v in terms.items()}, out.logits)
+
+
+class _OUSFrameEncoder(nn.Module):
+    def __init__(self, ous: OUS):
+        super().__init__()
+        self.ous = ous
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():
+            return self.ous.encode_frames(frames)
+
+
+class _OUSWindowHead(nn.Module):
+    def __init__(self, ous: OUS):
+        super().__init__()
+        self.ous = ous
+
+    def forward(self, features: torch.Tensor, scene_features: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():
+            return self.ous.fuse(features, scene_features).logits
 
 
 @register_model

@@ -33,7 +33,8 @@ class TensorSpec(BaseModel):
 class FrameCacheSpec(BaseModel):
     """Optional split of the graph for models whose frames pass the encoder independently: the service encodes each
     frame once (frame_encoder: frames [N,C,H,W] -> features [N,D]) and runs only the head per window
-    (window_head: features [B,T,D] -> logits), instead of encoding a frame again in every overlapping window."""
+    (window_head: features [B,T,D] -> logits), instead of encoding a frame again in every overlapping window.
+    Scene-aware bundles encode scene frames with the same encoder; their head also takes scene_features [B,T,D]."""
 
     model_config = ConfigDict(frozen=True)
     encoder: str = "frame_encoder.onnx"

@@ -59,6 +59,21 @@ def test_engine_refuses_a_graph_that_is_not_onnx(tmp_path):
         OnnxEngine(ModelBundle(bundle_dir, spec))
 
 
+def test_engine_refuses_split_graphs_with_the_wrong_inputs(tmp_path):
+    import shutil
+
+    from service.bundle import file_sha256
+    from service.errors import BundleError
+
+    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    shutil.copy(bundle_dir / "frame_encoder.onnx", bundle_dir / "window_head.onnx")  # a head that wants frames
+    spec = ModelBundle.load(bundle_dir, verify_sha256=False).spec
+    spec = spec.model_copy(update={"frame_cache": spec.frame_cache.model_copy(
+        update={"head_sha256": file_sha256(bundle_dir / "window_head.onnx")})})
+    with pytest.raises(BundleError, match=r"window_head.onnx has inputs \['frames'\]"):
+        OnnxEngine(ModelBundle(bundle_dir, spec))
+
+
 def test_tensorrt_options_and_gpu_fallback_warning():
     from service.inference.engine import gpu_fallback_warning, provider_options
 

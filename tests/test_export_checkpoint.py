@@ -101,3 +101,31 @@ def test_pytorch_backend_errors(tmp_path):
         create_engine(Settings(_env_file=None, backend="pytorch"))
     with pytest.raises(BundleError, match="checkpoint not found"):
         create_engine(Settings(_env_file=None, backend="pytorch", checkpoint=tmp_path / "none.pt"))
+
+
+def test_ous_bundle_encodes_each_face_and_scene_frame_once(tmp_path):
+    """OUS's face and scene frames pass the encoder independently: its bundle carries the split graphs, and the
+    engine encodes a face frame once per track and a scene frame (the whole source frame) once for all tracks."""
+    from service.inference import FrameFeatureCache
+    from service.windows import WindowBuffers
+
+    checkpoint, _ = tiny_checkpoint(tmp_path, "ous")
+    bundle = export_checkpoint(checkpoint, tmp_path / "ous")
+    assert bundle.spec.frame_cache is not None and bundle.spec.needs_scene
+    engine = OnnxEngine(bundle)
+    size, rng = bundle.spec.image_size, np.random.default_rng(1)
+    buffers = WindowBuffers(num_frames=bundle.spec.num_frames, hop=8)
+    windows = []
+    for frame in range(32):  # two faces in every frame: two tracks, one scene
+        scene = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        for track in (1, 2):
+            face = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            if window := buffers.push(track, face, frame / 8, (0, 0, 1, 1), scene, frame):
+                windows.append(("cam", window))
+    assert len(windows) == 6  # per track: frames 0-15, 8-23, 16-31
+    cache = FrameFeatureCache()
+    cached = np.concatenate([engine.predict_windows([item], cache) for item in windows])
+    whole = engine.predict(np.stack([w.faces for _, w in windows]), np.stack([w.scene for _, w in windows]))
+    assert np.abs(cached - whole).max() < 1e-4
+    assert cache.encoded == 2 * 32 + 32  # faces per track, scenes shared
+    assert cache.reused == 6 * 16 * 2 - cache.encoded

@@ -83,6 +83,19 @@ def check_graph_matches(session: ort.InferenceSession, spec, path) -> None:
         raise BundleError(f"{path} has outputs {outputs}, bundle.json declares {spec.output.name!r}")
 
 
+def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession, spec, directory) -> None:
+    """The frame encoder and window head must have the inputs and outputs the engine feeds and reads."""
+    expected_head = ["features", "scene_features"] if spec.needs_scene else ["features"]
+    found = {spec.frame_cache.encoder: ([i.name for i in encoder.get_inputs()], ["frames"],
+                                        [o.name for o in encoder.get_outputs()], "features"),
+             spec.frame_cache.head: ([i.name for i in head.get_inputs()], expected_head,
+                                     [o.name for o in head.get_outputs()], "logits")}
+    for name, (inputs, wanted, outputs, output) in found.items():
+        if sorted(inputs) != sorted(wanted) or output not in outputs:
+            raise BundleError(f"{directory / name} has inputs {inputs} and outputs {outputs}; the engine needs "
+                              f"inputs {wanted} and output {output!r}")
+
+
 class FrameFeatureCache:
     """Features of frames already encoded, keyed by (source, track, frame number); least recently used go first.
     One per consumer (a clip analysis, the live inference worker), so concurrent users never share keys."""
@@ -139,6 +152,7 @@ class OnnxEngine:
                                                 providers=provider_options(chosen, trt_cache_dir, trt_fp16))
             self.head = ort.InferenceSession(str(bundle.directory / self.spec.frame_cache.head), options,
                                              providers=provider_options(chosen, trt_cache_dir, trt_fp16))
+            check_split_graphs(self.encoder, self.head, self.spec, bundle.directory)
         log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
                  self.providers[0])
         self._warm_up()
@@ -155,27 +169,34 @@ class OnnxEngine:
 
     def predict_windows(self, items: list, cache: FrameFeatureCache | None = None) -> np.ndarray:
         """Probabilities for (source, Window) pairs. With a cache and a bundle that has a frame encoder, only frames
-        not seen before are encoded (one encoder call for all of them) and the head runs per window."""
+        not seen before are encoded (one encoder call for all of them) and the head runs per window. A scene frame
+        is the whole source frame, so every track of that frame shares it."""
         if cache is None or self.encoder is None:
             faces = np.stack([w.faces for _, w in items])
             scene = np.stack([w.scene for _, w in items]) if items[0][1].scene is not None else None
             return self.predict(faces, scene)
-        keys = [[(source, w.track_id, f) for f in w.frame_ids] for source, w in items]
+        streams = {"features": [([(source, w.track_id, f) for f in w.frame_ids], w.faces) for source, w in items]}
+        if self.spec.needs_scene:
+            if any(w.scene is None for _, w in items):
+                raise ValueError(f"bundle {self.spec.name} needs scene crops")
+            streams["scene_features"] = [([(source, "scene", f) for f in w.frame_ids], w.scene) for source, w in items]
         missing: dict[tuple, np.ndarray] = {}
-        for (_, window), window_keys in zip(items, keys):
-            for key, crop in zip(window_keys, window.faces):
-                if key not in missing and cache.get(key) is None:
-                    missing[key] = crop
+        for windows in streams.values():
+            for window_keys, crops in windows:
+                for key, crop in zip(window_keys, crops):
+                    if key not in missing and cache.get(key) is None:
+                        missing[key] = crop
         if missing:
             frames = normalise(np.stack(list(missing.values()))[None], self.spec.mean, self.spec.std)[0]
             (features,) = self.encoder.run(["features"], {"frames": frames})
             for key, feature in zip(missing, features):
                 cache.put(key, feature)
             cache.encoded += len(missing)
-        cache.reused += sum(len(k) for k in keys) - len(missing)
+        cache.reused += sum(len(keys) for windows in streams.values() for keys, _ in windows) - len(missing)
         # Fetched after all puts, so a window never asks for a key its own batch evicted (capacity >> a batch).
-        stacked = np.stack([np.stack([cache.get(k) for k in window_keys]) for window_keys in keys])
-        (logits,) = self.head.run(["logits"], {"features": stacked.astype(np.float32)})
+        feeds = {name: np.stack([np.stack([cache.get(k) for k in keys]) for keys, _ in windows]).astype(np.float32)
+                 for name, windows in streams.items()}
+        (logits,) = self.head.run(["logits"], feeds)
         return softmax(logits.astype(np.float32))
 
     def predict(self, faces: np.ndarray, scene: np.ndarray | None = None) -> np.ndarray:

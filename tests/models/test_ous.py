@@ -107,16 +107,33 @@ def test_polarity_encoder_reads_early_layers_of_the_scene(ous, window, scene_win
     seen = {}
 
     def keep_input(module, args, output):
-        seen["tokens"] = args[0]
+        seen["pooled"] = args[0]  # [B, T, W]: each frame's early-layer tokens, pooled
 
     handle = ous.polarity_encoder.register_forward_hook(keep_input)
+    b, t = window.shape[:2]
     with torch.no_grad():
         ous(window, scene_window)
         scene_tap = ous.backbone.encode_image(scene_window.flatten(0, 1), TowerHooks(taps=(3,))).taps[3]
         face_tap = ous.backbone.encode_image(window.flatten(0, 1), TowerHooks(taps=(3,))).taps[3]
+        scene_pooled = ous.polarity_encoder.pool(scene_tap).view(b, t, -1)
+        face_pooled = ous.polarity_encoder.pool(face_tap).view(b, t, -1)
     handle.remove()
-    assert torch.equal(seen["tokens"], scene_tap)
-    assert not torch.allclose(seen["tokens"], face_tap)
+    assert torch.allclose(seen["pooled"], scene_pooled, atol=1e-6)
+    assert not torch.allclose(seen["pooled"], face_pooled)
+
+
+def test_frame_split_composes_to_the_model(ous, window, scene_window):
+    """Face and scene frames pass one encoder independently, so the service can cache each frame once."""
+    ous.eval()
+    encoder, head = ous.frame_split()
+    b, t = window.shape[:2]
+    with torch.no_grad():
+        faces = encoder(window.flatten(0, 1)).view(b, t, -1)
+        scene = encoder(scene_window.flatten(0, 1)).view(b, t, -1)
+        assert faces.shape[-1] == ous.backbone.embed_dim + ous.backbone.visual_width
+        assert torch.allclose(head(faces, scene), ous(window, scene_window), atol=1e-5)
+        # A frame's features do not depend on the other frames of its window.
+        assert torch.allclose(encoder(window[0, :1]), faces[0, :1], atol=1e-5)
 
 
 def test_overfits_a_tiny_batch(ous):
