@@ -1,23 +1,30 @@
 """A trained checkpoint (models.train) -> model bundle: the same export path as every model, plus the checkpoint's
-provenance in bundle.json, and optionally an fp16 graph and a prebuilt TensorRT engine."""
+provenance in bundle.json, and optionally an fp16 graph and a prebuilt TensorRT engine (GPUs), or an int8 and/or
+smaller-input bundle (CPUs) with its measured agreement."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.onnx_export import DEFAULT_OPSET, DEFAULT_TOLERANCE, ParityError, export_bundle, random_inputs
+from export.agreement import bundle_probabilities, compare, torch_probabilities
+from export.int8 import quantize_bundle
+from export.onnx_export import (DEFAULT_OPSET, DEFAULT_TOLERANCE, ParityError, export_bundle, random_inputs,
+                                rewrite_graphs, torch_logits)
 from export.real_inputs import real_face_windows
 from service.bundle import BUNDLE_JSON, MODEL_ONNX, ModelBundle, TrainingInfo, file_sha256
 
 log = logging.getLogger(__name__)
 
 FP16_TOLERANCE = 2e-2  # fp16 logits against fp32 PyTorch: half precision, not a bug
+MIN_AGREEMENT = 0.6  # int8 / resized bundles: least top-1 agreement with the fp32 model on real windows
+AGREEMENT_WINDOWS = 8  # real windows compared (as many as the clip gives, up to this)
 
 
 def training_info(meta: dict, checkpoint: Path) -> TrainingInfo:
@@ -28,22 +35,26 @@ def training_info(meta: dict, checkpoint: Path) -> TrainingInfo:
                         source=f"{checkpoint.name} (sha256 {meta['sha256'][:16]}, epoch {training.get('epoch')})")
 
 
-def convert_fp16(bundle: ModelBundle, model, inputs: dict, tolerance: float = FP16_TOLERANCE) -> float:
-    """Rewrite model.onnx with fp16 weights and arithmetic, fp32 inputs and outputs kept (the service feeds the
-    same arrays); checked against PyTorch fp32 on `inputs`."""
-    import torch
+def fp16_graph(path: Path) -> None:
+    """Rewrite one graph with fp16 weights and arithmetic, fp32 inputs and outputs kept (the service feeds the same
+    arrays)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    graph = convert_float_to_float16(onnx.load(str(bundle.onnx_path)), keep_io_types=True)
-    onnx.save(graph, str(bundle.onnx_path))
-    session = ort.InferenceSession(str(bundle.onnx_path), providers=ort.get_available_providers())
-    with torch.no_grad():
-        reference = model(inputs["faces"], inputs.get("scene")).numpy()
+    onnx.save(convert_float_to_float16(onnx.load(str(path)), keep_io_types=True), str(path))
+
+
+def convert_fp16(bundle: ModelBundle, model, inputs: dict, tolerance: float = FP16_TOLERANCE) -> ModelBundle:
+    """Every graph of the bundle in fp16; model.onnx checked against PyTorch fp32 on `inputs`."""
+    converted = rewrite_graphs(bundle, fp16_graph, precision="fp16")
+    session = ort.InferenceSession(str(converted.onnx_path), providers=ort.get_available_providers())
     (logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
-    diff = float(np.abs(logits - reference).max())
+    diff = float(np.abs(logits - torch_logits(model, inputs)).max())
     if not diff <= tolerance:
         raise ParityError(f"fp16 graph differs from PyTorch fp32 by {diff:.3g} (> {tolerance:g})")
-    return diff
+    spec = converted.spec.model_copy(update={"parity": converted.spec.parity | {"fp16": float(f"{diff:.3g}")}})
+    converted = ModelBundle(converted.directory, spec)
+    converted.write_spec()
+    return converted
 
 
 def build_tensorrt_engine(bundle: ModelBundle, cache_dir: Path, batch: int = 1) -> None:
@@ -64,20 +75,46 @@ def build_tensorrt_engine(bundle: ModelBundle, cache_dir: Path, batch: int = 1) 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = False, tensorrt: bool = False,
                       opset: int = DEFAULT_OPSET, real_clip: Path | None = None,
-                      tolerance: float = DEFAULT_TOLERANCE) -> ModelBundle:
+                      tolerance: float = DEFAULT_TOLERANCE, int8: bool = False, image_size: int | None = None,
+                      min_agreement: float = MIN_AGREEMENT) -> ModelBundle:
+    """`int8` and `image_size` make a cheaper bundle for CPUs; its agreement with the checkpoint's fp32 model on
+    the real clip's face windows goes into bundle.json, and export fails below `min_agreement` (top-1)."""
     from models.checkpoint import load_model
+    from models.registry import set_image_size
 
+    if int8 and (fp16 or tensorrt):
+        raise ValueError("--int8 is for CPUs; --fp16 and --tensorrt are for GPUs: choose one")
     checkpoint = Path(checkpoint)
     model, meta = load_model(checkpoint)
+    cheaper = int8 or (image_size is not None and image_size != model.bundle_cfg["image_size"])
+    agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS) if (
+        cheaper and real_clip) else None
+    reference = torch_probabilities(model, agreement_windows) if agreement_windows else None
+    reference_name = f"fp32 PyTorch at {model.bundle_cfg['image_size']} px"
+    if image_size is not None:
+        set_image_size(model, image_size)
+        if agreement_windows:  # the same faces, cropped at the new size
+            agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS)
     real = real_face_windows(model.bundle_cfg, real_clip) if real_clip else None
     bundle = export_bundle(model, out_dir, training=training_info(meta, checkpoint),
                            backbone=model.bundle_cfg.get("backbone"), real_inputs=real, opset=opset,
                            tolerance=tolerance)
     extra = {}
     if fp16:
-        inputs = real or random_inputs(model.bundle_cfg)
-        extra["precision"] = "fp16"
-        extra["parity"] = bundle.spec.parity | {"fp16": float(f"{convert_fp16(bundle, model, inputs):.3g}")}
+        bundle = convert_fp16(bundle, model, real or random_inputs(model.bundle_cfg))
+    if int8:
+        bundle = quantize_bundle(bundle)
+    if reference is not None:
+        agreement = compare(bundle_probabilities(bundle, agreement_windows), reference, reference_name)
+        log.info("agreement with %s on %d real windows: top-1 %.0f%%, max probability difference %.3g",
+                 reference_name, agreement.windows, 100 * agreement.top1, agreement.max_prob_diff)
+        if agreement.top1 < min_agreement:
+            shutil.rmtree(bundle.directory)
+            raise ParityError(f"the cheaper bundle agrees with {reference_name} on {agreement.top1:.0%} of "
+                              f"{agreement.windows} real windows (< {min_agreement:.0%}); bundle not written")
+        extra["agreement"] = agreement
+    elif cheaper:
+        log.warning("no real face windows (no --real-clip, or too few faces in it): agreement not measured")
     if tensorrt:
         build_tensorrt_engine(bundle, bundle.directory / "tensorrt")
         extra["tensorrt_cache"] = "tensorrt"
@@ -85,6 +122,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = 
         spec = bundle.spec.model_copy(update=extra | {"sha256": file_sha256(bundle.directory / MODEL_ONNX)})
         bundle = ModelBundle(bundle.directory, spec)
         bundle.write_spec()
-        ModelBundle.load(bundle.directory)
+    ModelBundle.load(bundle.directory)  # what the service will do: must pass
     log.info("bundle.json: %s", json.dumps(json.loads((bundle.directory / BUNDLE_JSON).read_text())["parity"]))
     return bundle

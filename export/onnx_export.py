@@ -11,7 +11,7 @@ import inspect
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +68,7 @@ def random_inputs(cfg: dict, batch: int = 2, seed: int = 0) -> dict[str, torch.T
     return inputs
 
 
-def _torch_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+def torch_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
     with torch.no_grad():
         return model(inputs["faces"], inputs.get("scene")).numpy()
 
@@ -79,7 +79,7 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, input_sets: dict[str, 
     diffs = {}
     for name, inputs in input_sets.items():
         (onnx_logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
-        diffs[name] = float(np.abs(onnx_logits - _torch_logits(model, inputs)).max())
+        diffs[name] = float(np.abs(onnx_logits - torch_logits(model, inputs)).max())
         log.info("parity on %s inputs: max abs diff %.3g", name, diffs[name])
     worst = max(diffs.values())
     if not worst <= tolerance:  # also catches NaN
@@ -111,7 +111,7 @@ def export_frame_split(model: torch.nn.Module, staging: Path, example: dict[str,
     feeds = {name: enc.run(["features"], {"frames": frames[stream].numpy()})[0].reshape(b, t, -1)
              for name, stream in zip(head_inputs, streams)}
     (logits,) = hd.run(["logits"], feeds)
-    diff = float(np.abs(logits - _torch_logits(model, example)).max())
+    diff = float(np.abs(logits - torch_logits(model, example)).max())
     if not diff <= tolerance:
         raise ParityError(f"frame encoder + window head differ from the model by {diff:.3g} (> {tolerance:g})")
     return FrameCacheSpec(feature_dim=int(feeds["features"].shape[-1]), encoder_sha256=file_sha256(enc_path),
@@ -164,3 +164,20 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
         shutil.move(str(staging), str(out_dir))
     log.info("bundle %s written to %s (parity %s)", spec.name, out_dir, spec.parity)
     return ModelBundle(out_dir, spec)
+
+
+def rewrite_graphs(bundle: ModelBundle, rewrite: Callable[[Path], None], **update) -> ModelBundle:
+    """Apply `rewrite` (in place) to model.onnx and the frame-cache graphs, then write bundle.json with their new
+    sha256 and `update`: every graph of a bundle gets the same precision."""
+    spec = bundle.spec
+    rewrite(bundle.onnx_path)
+    update["sha256"] = file_sha256(bundle.onnx_path)
+    if spec.frame_cache is not None:
+        for name in (spec.frame_cache.encoder, spec.frame_cache.head):
+            rewrite(bundle.directory / name)
+        update["frame_cache"] = spec.frame_cache.model_copy(update={
+            "encoder_sha256": file_sha256(bundle.directory / spec.frame_cache.encoder),
+            "head_sha256": file_sha256(bundle.directory / spec.frame_cache.head)})
+    rewritten = ModelBundle(bundle.directory, spec.model_copy(update=update))
+    rewritten.write_spec()
+    return rewritten

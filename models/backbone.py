@@ -265,6 +265,24 @@ class CLIPBackbone(nn.Module):
     def image_size(self) -> int:
         return self.clip.visual.image_size[0]
 
+    def set_image_size(self, size: int) -> None:
+        """Run the image tower on size x size inputs: the patch grid changes and the position embeddings are
+        interpolated (open_clip's resize_pos_embed, bicubic). Fewer patches cost less (a ViT-B/16 at 160 px has
+        101 tokens instead of 197); a model trained at another size then only approximates itself, so export
+        reports its agreement with the original."""
+        v = self.clip.visual
+        patch = v.conv1.kernel_size[0]
+        if size <= 0 or size % patch:
+            raise ValueError(f"image size must be a positive multiple of the patch size {patch}, got {size}")
+        if size == self.image_size:
+            return
+        state = {"visual.positional_embedding": v.positional_embedding.detach()}
+        v.grid_size = (size // patch, size // patch)
+        v.image_size = (size, size)
+        open_clip.model.resize_pos_embed(state, self.clip)
+        v.positional_embedding = nn.Parameter(state["visual.positional_embedding"],
+                                              requires_grad=v.positional_embedding.requires_grad)
+
     @property
     def context_length(self) -> int:
         return self.clip.context_length

@@ -92,7 +92,19 @@ def build_clip_method(model_cls, name: str, backbone: str | None, num_classes: i
     cfg = load_config(name, backbone)
     dataset, labels = resolve_labels(dataset, num_classes, labels)
     clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
+    if (image_size := overrides.pop("image_size", None)) is not None:  # train (or run) at another input size
+        clip.set_image_size(image_size)
     return model_cls(clip, labels, dataset=dataset, **(cfg | overrides))
+
+
+def set_image_size(model, size: int) -> None:
+    """Run a built (or trained) CLIP method on size x size inputs; bundle_cfg follows, so its export and the
+    service use that size. See CLIPBackbone.set_image_size."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or not hasattr(backbone, "set_image_size"):
+        raise ValueError(f"{model.bundle_cfg['method']} has a fixed input size ({model.bundle_cfg['image_size']} px)")
+    backbone.set_image_size(size)
+    model.bundle_cfg["image_size"] = size
 
 
 # ---- the contract -------------------------------------------------------------------------------------------------

@@ -242,6 +242,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scene-dir", type=Path, help="scene frames (OUS) made by `python -m models.prepare` "
                                                        "(default: the dataset's, docs/DATASETS.md)")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--image-size", type=int, help="train a CLIP method at this input size (px, a multiple of "
+                        "the patch size; position embeddings interpolated): a cheaper model to run on a CPU")
     parser.add_argument("--clip-checkpoint", type=Path, help="local CLIP weights (open_clip .pt/.bin/.safetensors)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="total over all processes")
@@ -276,6 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     factory = {"dataset": args.dataset}
     if recipe["backbone"] != "mini-xception":
         factory["backbone"] = recipe["backbone"]
+    if args.image_size:
+        factory["image_size"] = args.image_size
     if args.clip_checkpoint:
         factory["checkpoint"] = str(args.clip_checkpoint)
     model = create_model(args.model, **factory).to(device)

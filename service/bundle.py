@@ -53,6 +53,16 @@ class TrainingInfo(BaseModel):
     license: str | None = None
 
 
+class Agreement(BaseModel):
+    """How far a cheaper bundle (int8, or a smaller input than the model was built for) departs from the fp32
+    PyTorch model it came from, on real face windows: export measures it and refuses a bundle below a floor."""
+
+    reference: str = Field(description="what the bundle was compared with")
+    windows: int = Field(ge=0, description="real face windows compared")
+    top1: float = Field(ge=0, le=1, description="share of windows with the same top label")
+    max_prob_diff: float = Field(ge=0, description="largest |p_bundle - p_reference| over windows and labels")
+
+
 class BundleSpec(BaseModel):
     """bundle.json."""
 
@@ -74,7 +84,10 @@ class BundleSpec(BaseModel):
     trained_on: TrainingInfo = TrainingInfo()
     sha256: str = Field(description="sha256 of model.onnx")
     parity: dict[str, float] = Field(default_factory=dict, description="export-time max abs differences")
-    precision: Literal["fp32", "fp16"] = Field("fp32", description="arithmetic of the graph (inputs stay float32)")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="arithmetic of the graph (inputs stay float32); int8: ONNX Runtime dynamic quantisation "
+                            "of the matrix multiplies, for CPUs")
+    agreement: Agreement | None = Field(None, description="int8 or resized bundles: agreement with the fp32 model")
     tensorrt_cache: str | None = Field(None, description="directory in the bundle with a prebuilt TensorRT engine")
     frame_cache: FrameCacheSpec | None = Field(None, description="per-frame encoder + window head, where possible")
     text_features: Literal["baked", "none"] = Field(

@@ -129,3 +129,29 @@ def test_ous_bundle_encodes_each_face_and_scene_frame_once(tmp_path):
     assert np.abs(cached - whole).max() < 1e-4
     assert cache.encoded == 2 * 32 + 32  # faces per track, scenes shared
     assert cache.reused == 6 * 16 * 2 - cache.encoded
+
+
+def test_cheaper_cpu_bundle_int8_and_smaller_input_reports_its_agreement(tmp_path):
+    checkpoint, _ = tiny_checkpoint(tmp_path, "ous")  # OUS: its frame-cache graphs are quantised too
+    bundle = export_checkpoint(checkpoint, tmp_path / "cheap", int8=True, image_size=32, real_clip=SAMPLE_CLIP,
+                               min_agreement=0)
+    spec = ModelBundle.load(tmp_path / "cheap").spec  # every sha256 matches the rewritten graphs
+    assert spec.precision == "int8" and spec.image_size == 32 and spec.inputs[0].shape[-1] == 32
+    assert spec.agreement.reference == "fp32 PyTorch at 64 px" and spec.agreement.windows >= 1
+    assert 0 <= spec.agreement.top1 <= 1 and 0 <= spec.agreement.max_prob_diff <= 1
+    engine = OnnxEngine(bundle)
+    windows = np.random.default_rng(0).integers(0, 255, (1, spec.num_frames, 32, 32, 3), dtype=np.uint8)
+    assert engine.predict(windows, windows).shape == (1, len(spec.labels))
+
+
+def test_cheaper_bundle_below_the_agreement_floor_is_refused(tmp_path):
+    from export.onnx_export import ParityError
+
+    checkpoint, _ = tiny_checkpoint(tmp_path, "duse")
+    with pytest.raises(ParityError, match="agrees with fp32 PyTorch at 64 px"):
+        export_checkpoint(checkpoint, tmp_path / "cheap", int8=True, real_clip=SAMPLE_CLIP, min_agreement=1.01)
+    assert not (tmp_path / "cheap").exists()
+    with pytest.raises(ValueError, match="choose one"):
+        export_checkpoint(checkpoint, tmp_path / "x", int8=True, fp16=True)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        export_checkpoint(checkpoint, tmp_path / "x", image_size=40)

@@ -55,8 +55,9 @@ def test_synthetic_train_evaluate_export_end_to_end(dfew, tmp_path):
 def test_ous_trains_and_evaluates_with_scene_windows(dfew, tmp_path):
     run = tmp_path / "ous"
     result = train(["--model", "ous", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data", dfew,
-                    "--out", run, "--epochs", "1", "--batch-size", "2", "--max-steps", "2"])
+                    "--out", run, "--epochs", "1", "--batch-size", "2", "--max-steps", "2", "--image-size", "32"])
     assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run / "recipe.json").read_text())["factory"]["image_size"] == 32  # a cheaper input size
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and 0 <= record["uar"] <= 1
     evaluated = subprocess.run([sys.executable, "-m", "models.evaluate", str(run / "best.pt"), "--dataset", "dfew",
