@@ -1,0 +1,31 @@
+"""bench/ runs end to end on tiny configurations (figures are printed, never asserted: machines are noisy)."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def test_cheaper_suite_measures_int8_agreement_and_the_frame_cache_stream():
+    from bench import cheaper
+
+    result = cheaper.run(["ous"], "tiny", sizes=[64, 32], repeats=1, hops=(8,))
+    (row,) = result["rows"]
+    assert row["sgemm_gflops"] > 0 and row["bound_s_per_window"] > 0
+    assert [entry["image_size"] for entry in row["sizes"]] == [64, 32]
+    for entry in row["sizes"]:
+        for precision in ("fp32", "int8"):
+            measured = entry[precision]
+            assert measured["p50_s"] > 0 and measured["agreement"]["windows"] >= 1
+            (stream,) = measured["stream"]  # OUS encodes frames independently: the frame cache applies
+            assert stream["hop"] == 8 and stream["frames_encoded_per_window"] == 16  # 8 face + 8 scene frames
+    # Full size fp32 against itself through ONNX Runtime: the same model.
+    assert row["sizes"][0]["fp32"]["agreement"]["top1"] == 1.0
+    assert "stream, hop 8" in cheaper.describe(result)
+
+
+def test_smaller_sizes_are_patch_multiples():
+    from bench.cheaper import smaller_sizes
+
+    assert smaller_sizes(224, 16) == (224, 160, 112)
+    assert smaller_sizes(224, 32) == (224, 160, 128)
+    assert smaller_sizes(64, 16) == (64, 48, 32)
