@@ -97,7 +97,8 @@ def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession
 
 
 class FrameFeatureCache:
-    """Features of frames already encoded, keyed by (source, track, frame number); least recently used go first.
+    """Features of frames already encoded, keyed by (source, track, frame number) for face crops and (source,
+    "scene", frame number) for scene crops; least recently used go first.
     One per consumer (a clip analysis, the live inference worker), so concurrent users never share keys."""
 
     def __init__(self, capacity: int = 4096):
