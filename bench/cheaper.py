@@ -96,7 +96,7 @@ def bench_method(name: str, backbone: str, sizes, repeats: int, hops) -> dict:
                     bundle = quantize_bundle(bundle)
                 session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
                 timing = latency(lambda: session.run(None, feeds), repeats)
-                agreement = compare(bundle_probabilities(bundle, real_at_size), reference,
+                agreement = compare(bundle_probabilities(bundle, real_at_size, session), reference,
                                     f"fp32 PyTorch at {cfg['image_size']} px") if real else None
                 entry[precision] = timing | {"speedup_vs_bound": row["bound_s_per_window"] / timing["p50_s"],
                                              "agreement": agreement.model_dump() if agreement else None}

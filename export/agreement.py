@@ -15,13 +15,13 @@ def torch_probabilities(model, inputs: dict) -> np.ndarray:
     return softmax(torch_logits(model, inputs))
 
 
-def bundle_probabilities(bundle: ModelBundle, inputs: dict) -> np.ndarray:
-    """The bundle's whole graph on already normalised windows, on the CPU."""
+def bundle_probabilities(bundle: ModelBundle, inputs: dict, session=None) -> np.ndarray:
+    """The bundle's whole graph on already normalised windows, on the CPU (through `session` if one is open)."""
     import onnxruntime as ort
 
     from service.inference.engine import softmax
 
-    session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
+    session = session or ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
     return softmax(logits.astype(np.float32))
 

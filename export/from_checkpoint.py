@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 FP16_TOLERANCE = 2e-2  # fp16 logits against fp32 PyTorch: half precision, not a bug
 MIN_AGREEMENT = 0.6  # int8 / resized bundles: least top-1 agreement with the fp32 model on real windows
 AGREEMENT_WINDOWS = 8  # real windows compared (as many as the clip gives, up to this)
+PARITY_WINDOWS = 2  # real windows in the parity check
 
 
 def training_info(meta: dict, checkpoint: Path) -> TrainingInfo:
@@ -95,7 +96,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = 
         set_image_size(model, image_size)
         if agreement_windows:  # the same faces, cropped at the new size
             agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS)
-    real = real_face_windows(model.bundle_cfg, real_clip) if real_clip else None
+    # The parity windows are the first of the agreement windows (the same detector pass over the same clip).
+    real = ({k: v[:PARITY_WINDOWS] for k, v in agreement_windows.items()} if agreement_windows else
+            real_face_windows(model.bundle_cfg, real_clip, PARITY_WINDOWS) if real_clip else None)
     bundle = export_bundle(model, out_dir, training=training_info(meta, checkpoint),
                            backbone=model.bundle_cfg.get("backbone"), real_inputs=real, opset=opset,
                            tolerance=tolerance)
