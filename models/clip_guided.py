@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
-from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.objectives import CrossEntropyObjective
+from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, tokenize
 
 
@@ -144,7 +145,7 @@ class BiEhPro(nn.Module):
         return text + self.alpha * k, video + self.beta * v.squeeze(1)
 
 
-class CLIPGuidedDFER(nn.Module):
+class CLIPGuidedDFER(CrossEntropyObjective, nn.Module):
     method = "clip_guided"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, num_frames: int = 16,
@@ -190,11 +191,6 @@ class CLIPGuidedDFER(nn.Module):
             sim = torch.einsum("bd,bcd->bc", F.normalize(video, dim=-1), F.normalize(text, dim=-1))
             return self.backbone.logit_scale() * sim  # sim / tau (eq. 12)
 
-    def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
-        """Eq. 12: cross-entropy of the temperature-scaled cosines of V_hat with every K_hat_j."""
-        logits = self(faces, scene)
-        ce = F.cross_entropy(logits, labels)
-        return LossOutput(ce, {"contrastive": ce.detach()}, logits)
 
 
 @register_model

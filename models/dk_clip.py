@@ -25,6 +25,7 @@ from torch import nn
 
 from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
 from models.clip_guided import FeedForward
+from models.objectives import soft_nll
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import dk_clip_prompt, tokenize
 
@@ -174,20 +175,21 @@ class DKCLIP(nn.Module):
         with onnx_exportable_attention():
             return self.features(faces).logits
 
-    def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
+    def loss(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
         """Eq. 11: L = L_g + lambda (L_l + L_k). p_l (eq. 10) fuses the kept snippets' predictions with weights
-        a* renormalised over them; L_k = KL(p_g || p_l)."""
+        a* renormalised over them; L_k = KL(p_g || p_l). `targets`: class indices or probabilities (mixed and
+        smoothed, as the authors' code feeds every term); L_g and L_l read them, L_k needs no labels."""
         out = self.features(faces)
-        global_ce = F.cross_entropy(out.logits, labels)
+        global_ce = F.cross_entropy(out.logits, targets)
         weights = out.scores * out.keep
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
         p_local = torch.einsum("bn,bnc->bc", weights, out.local_logits.softmax(dim=-1))
         log_local = p_local.clamp_min(1e-8).log()
-        local_ce = F.nll_loss(log_local, labels)
+        local_ce = soft_nll(log_local, targets)
         kl = F.kl_div(log_local, out.logits.log_softmax(dim=-1), log_target=True, reduction="batchmean")
         total = global_ce + self.lam * (local_ce + kl)
-        terms = {"global": global_ce, "local": local_ce, "kl": kl}
-        return LossOutput(total, {k: v.detach() for k, v in terms.items()}, out.logits)
+        terms = {"L_g": global_ce, "L_l": local_ce, "L_k": kl}
+        return LossOutput(total, terms, out.logits)
 
 
 @register_model

@@ -17,7 +17,8 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention, sinusoidal_positions)
-from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.objectives import CrossEntropyObjective
+from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import described_class, tokenize, with_placeholders
 
 DEPTH_FRACTIONS = {"shallow": None, "normal": 1 / 3, "deep": 2 / 3}
@@ -92,6 +93,8 @@ class AttentionPooling(nn.Module):
 
 class SemanticAggregation(nn.Module):
     """Eqs. 12-13: in each of N heads, T~_o = softmax(cos(V~_o, F~_T)) F~_T; V_g = mean_i(beta V~_o + (1-beta) T~_o).
+    The softmax runs over the plain cosines, as sec. III-C says ("the cosine of the vectors. Then, Softmax"), so
+    the semantic vector is a soft mixture of the class texts, not an argmax.
 
     One linear layer maps both V_o and F_T into the N heads ("a linear layer", sec. III-C), each head of the CLIP
     embedding width because V_g is compared with F_T in eq. 1. It starts as N identities plus small noise, so V_g
@@ -105,12 +108,12 @@ class SemanticAggregation(nn.Module):
             self.to_heads.weight.copy_(torch.eye(dim).repeat(heads, 1) + 0.02 * torch.randn(heads * dim, dim))
             self.to_heads.bias.zero_()
 
-    def forward(self, video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, c, d = video.shape[0], text.shape[0], video.shape[-1]
         v = self.to_heads(video).view(b, self.heads, d)  # [B, N, d]
         t = self.to_heads(text).view(c, self.heads, d).transpose(0, 1)  # [N, C, d]
         sim = torch.einsum("bnd,ncd->bnc", F.normalize(v, dim=-1), F.normalize(t, dim=-1))
-        semantic = torch.einsum("bnc,ncd->bnd", (scale * sim).softmax(dim=-1), t)
+        semantic = torch.einsum("bnc,ncd->bnd", sim.softmax(dim=-1), t)
         return (self.beta * v + (1 - self.beta) * semantic).mean(dim=1)
 
 
@@ -123,11 +126,11 @@ class LSEA(nn.Module):
         self.pool = AttentionPooling(dim)
         self.semantic = SemanticAggregation(dim, heads, beta)
 
-    def forward(self, frames: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return self.semantic(self.pool(self.temporal(frames)), text, scale)
+    def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.semantic(self.pool(self.temporal(frames)), text)
 
 
-class DuSE(nn.Module):
+class DuSE(CrossEntropyObjective, nn.Module):
     method = "duse"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, num_tokens: int = 4,
@@ -158,15 +161,9 @@ class DuSE(nn.Module):
     def forward(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
         with onnx_exportable_attention():
             text = self.text_features()
-            scale = self.backbone.logit_scale()
-            video = self.lsea(self.frame_features(faces), text, scale)
-            return cosine_logits(video, text, scale)
+            video = self.lsea(self.frame_features(faces), text)
+            return cosine_logits(video, text, self.backbone.logit_scale())
 
-    def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
-        """Eq. 1: cross-entropy of V_g against the class texts."""
-        logits = self(faces, scene)
-        ce = F.cross_entropy(logits, labels)
-        return LossOutput(ce, {"contrastive": ce.detach()}, logits)
 
 
 @register_model

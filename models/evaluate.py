@@ -54,13 +54,17 @@ def evaluate(checkpoint: Path, dataset: str, fold: int | None, data: Path, frame
     from models.checkpoint import load_model
     from models.data import build_dataset
     from models.metrics import summarise
-    from models.train import Dist, GreyClips, predict
+    from models.training.data import GreyClips
+    from models.training.distributed import Dist
+    from models.training.evaluation import predict
 
     model, meta = load_model(checkpoint)
     cfg = model.bundle_cfg
     test = build_dataset(dataset, data, "test", fold, method=meta["model"], image_size=cfg["image_size"],
                          num_frames=cfg["num_frames"], frames_dir=frames_dir,
-                         scene=bool(cfg.get("needs_scene")), scene_dir=scene_dir)
+                         scene=bool(cfg.get("needs_scene")), scene_dir=scene_dir,
+                         sampling=(meta.get("training") or {}).get("recipe", {}).get("frame_sampling", "segments"),
+                         **({"mean": cfg["mean"], "std": cfg["std"]} if cfg["channels"] == 3 else {}))
     if cfg["channels"] == 1:
         test = GreyClips(test, cfg)
     loader = DataLoader(test, batch_size, shuffle=False, num_workers=workers)

@@ -21,6 +21,7 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
+from models.objectives import class_probabilities
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, POLARITIES, class_polarity, tokenize, with_placeholders
 
@@ -121,13 +122,16 @@ class OUS(nn.Module):
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, prompt_length: int = 64,
                  tfe_blocks: int = 12, tfe_heads: int = 8, num_queries: int = 8, polarity_layers: int = 4,
-                 frames_layers: int = 1, alpha: float = 1.0, num_frames: int = 16,
+                 frames_layers: int = 1, alpha: float = 1.0, similarity_weight: float = 1.0,
+                 polarity_weight: float = 1.0, contrastive_weight: float = 1.0, num_frames: int = 16,
                  polarity: tuple[int, ...] | None = None, dataset: str | None = None, name: str | None = None):
         super().__init__()
         dim, width = backbone.embed_dim, backbone.visual_width
         self.backbone = backbone
         self.labels = tuple(labels)
         self.alpha = alpha
+        self.similarity_weight, self.polarity_weight = similarity_weight, polarity_weight
+        self.contrastive_weight = contrastive_weight
         self.polarity_layer = min(polarity_layers, backbone.visual_layers) - 1  # index of the last early block
         self.face_lstm = nn.LSTM(dim, dim, batch_first=True)
         self.scene_lstm = nn.LSTM(dim, dim, batch_first=True)
@@ -188,16 +192,21 @@ class OUS(nn.Module):
         scene [B,T,D+W]) -> logits), with head(encoder(faces), encoder(scene)) == forward(faces, scene)."""
         return _OUSFrameEncoder(self), _OUSWindowHead(self)
 
-    def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
-        """Eq. 4 while the global loss exceeds alpha, the contrastive loss alone once it is below."""
+    def loss(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
+        """Eq. 4 (each term weighted as the recipe says) while the global loss exceeds alpha, the contrastive loss
+        alone once it is below. `targets`: class indices or probabilities; the polarity target is the class
+        distribution summed per polarity (for a one-hot target, the class's polarity)."""
         out = self.features(faces, scene)
+        probs = class_probabilities(targets, len(self.labels))
+        polarity_targets = probs @ F.one_hot(self.class_polarity, len(POLARITIES)).to(probs.dtype)
         similarity = (1 - F.cosine_similarity(out.face, out.scene, dim=-1)).mean()  # eq. 2
-        polarity = F.cross_entropy(self.polarity_head(out.polarity), self.class_polarity[labels])  # eq. 1
-        contrastive = F.cross_entropy(out.logits, labels)  # output features against the class prompts
-        total_all = similarity + polarity + contrastive
+        polarity = F.cross_entropy(self.polarity_head(out.polarity), polarity_targets)  # eq. 1
+        contrastive = F.cross_entropy(out.logits, probs)  # output features against the class prompts
+        total_all = (self.similarity_weight * similarity + self.polarity_weight * polarity
+                     + self.contrastive_weight * contrastive)
         total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
-        terms = {"similarity": similarity, "polarity": polarity, "contrastive": contrastive, "global": total_all}
-        return LossOutput(total, {k: v.detach() for k, v in terms.items()}, out.logits)
+        terms = {"L_similarity": similarity, "L_polarity": polarity, "L_contrast": contrastive, "L_global": total_all}
+        return LossOutput(total, terms, out.logits)
 
 
 class _OUSFrameEncoder(nn.Module):

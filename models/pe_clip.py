@@ -21,7 +21,8 @@ from torch import nn
 
 from models.backbone import (BottleneckAdapter, CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
-from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
+from models.objectives import CrossEntropyObjective
+from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, PE_CLIP_DESCRIPTIONS, pe_clip_prompt, tokenize, with_placeholders
 
 
@@ -68,8 +69,13 @@ class MaPLePrompts(nn.Module):
     def text_hooks(self) -> TowerHooks:
         return TowerHooks(prompts=Prompts({i: self.text_prompts[i] for i in range(self.depth)}))
 
-    def visual_hooks(self, num_frames: int) -> TowerHooks:
+    def visual_hooks(self, num_frames: int, ln_pre: nn.Module | None = None) -> TowerHooks:
+        """MaPLe appends the layer-0 visual prompts to the embedded patches before the image encoder's ln_pre; the
+        backbone appends prompts after it, and ln_pre normalises each token on its own, so passing the layer-0
+        prompts through `ln_pre` here is exactly MaPLe's order. Deeper prompts replace hidden states (no norm)."""
         tokens = {i: couple(self.text_prompts[i]) for i, couple in enumerate(self.couple)}
+        if ln_pre is not None:
+            tokens[0] = ln_pre(tokens[0])
         return TowerHooks(prompts=Prompts(tokens, carry=True), num_frames=num_frames)
 
 
@@ -79,7 +85,7 @@ def au_prompt(label: str) -> str:
     return pe_clip_prompt(label) if label in PE_CLIP_DESCRIPTIONS else f"{CLASS_NAMES[label]}."
 
 
-class PECLIP(nn.Module):
+class PECLIP(CrossEntropyObjective, nn.Module):
     method = "pe_clip"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, reduction: int = 8, num_tokens: int = 2,
@@ -109,7 +115,7 @@ class PECLIP(nn.Module):
     def frame_features(self, faces: torch.Tensor) -> torch.Tensor:
         """[B, T, d] (eq. 14): every frame under MaPLe's visual prompts, through the frozen encoder with ShA and TDA."""
         t = faces.shape[1]
-        out = self.backbone.encode_image(faces.flatten(0, 1), self.prompts.visual_hooks(t)).features
+        out = self.backbone.encode_image(faces.flatten(0, 1), self.prompts.visual_hooks(t, self.backbone.clip.visual.ln_pre)).features
         return out.view(-1, t, out.shape[-1])
 
     def forward(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,11 +123,6 @@ class PECLIP(nn.Module):
             video = self.frame_features(faces).mean(dim=1)  # f_v
             return cosine_logits(video, self.text_features(), self.backbone.logit_scale())  # eq. 1
 
-    def loss(self, faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
-        """Sec. 3.4: cross-entropy over the temperature-scaled cosine similarities."""
-        logits = self(faces, scene)
-        ce = F.cross_entropy(logits, labels)
-        return LossOutput(ce, {"contrastive": ce.detach()}, logits)
 
 
 @register_model

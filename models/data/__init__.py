@@ -17,9 +17,9 @@ from models.data.sampling import NUM_FRAMES, eval_indices, train_indices
 
 _LAZY = {
     "ClipDataset": "models.data.dataset", "build_dataset": "models.data.dataset",
-    "ClipAugmentation": "models.data.transforms", "AUGMENTATIONS": "models.data.transforms",
+    "ClipAugmentation": "models.data.transforms", "augmentation_for": "models.data.transforms",
     "train_transform": "models.data.transforms", "eval_transform": "models.data.transforms",
-    "BatchMixing": "models.data.mixing", "MIXING": "models.data.mixing", "mixing_for": "models.data.mixing",
+    "BatchMixing": "models.data.mixing", "mixing_for": "models.data.mixing",
     "mix_batch": "models.data.mixing", "mixup": "models.data.mixing", "fmix": "models.data.mixing",
     "soft_cross_entropy": "models.data.mixing",
 }

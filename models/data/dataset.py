@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from models.data.annotations import AnnotationError, ClipRecord, DatasetError, frame_files
 from models.data.layout import DOCS
 from models.data.registry import get_layout, read_split
-from models.data.sampling import NUM_FRAMES, eval_indices, train_indices
+from models.data.sampling import NUM_FRAMES, SAMPLERS
 from models.data.transforms import (ClipAugmentation, augmentation_for, eval_transform, scene_transform,
                                     train_transform)
 
@@ -42,6 +42,7 @@ class ClipDataset(Dataset):
     per record) (faces, scene, label), scene of the same shape.
 
     `train`: segment-based random frames and `augmentation`; otherwise each segment's middle frame, resized.
+    `sampling="consecutive"`: a random run of consecutive frames in training, the centre run otherwise.
     Randomness comes from torch's generator (one seed drawn per item), so DataLoader workers, which torch seeds
     apart, draw different frames and crops, and torch.manual_seed makes a run repeatable.
 
@@ -52,7 +53,10 @@ class ClipDataset(Dataset):
     def __init__(self, records: Sequence[ClipRecord], train: bool, num_frames: int = NUM_FRAMES,
                  image_size: int = 224, augmentation: ClipAugmentation | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 scene_dirs: Sequence[Path] | None = None):
+                 scene_dirs: Sequence[Path] | None = None, sampling: str = "segments"):
+        if sampling not in SAMPLERS:
+            raise ValueError(f"frame sampling must be one of {sorted(SAMPLERS)}, not {sampling!r}")
+        self.train_indices, self.eval_indices = SAMPLERS[sampling]
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither (CLIP's)")
         if mean is None:
@@ -83,9 +87,9 @@ class ClipDataset(Dataset):
         rng = None
         if self.train:
             rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, ()).item()))
-            indices = train_indices(len(frames), self.num_frames, rng)
+            indices = self.train_indices(len(frames), self.num_frames, rng)
         else:
-            indices = eval_indices(len(frames), self.num_frames)
+            indices = self.eval_indices(len(frames), self.num_frames)
         faces = self.load_clip(frames, indices)
         if self.scene_dirs is None:
             return self.transform(faces), record.label
@@ -124,11 +128,13 @@ def build_dataset(dataset: str, root: str | Path, split: str = "train", fold: in
                   method: str | None = None, image_size: int = 224, num_frames: int = NUM_FRAMES,
                   frames_dir: str | Path | None = None, skip_missing: bool = False,
                   augmentation: ClipAugmentation | None = None, scene: bool = False,
-                  scene_dir: str | Path | None = None) -> ClipDataset:
+                  scene_dir: str | Path | None = None, sampling: str = "segments",
+                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ClipDataset:
     """The dataset for one split, augmented as `method`'s paper says when split == "train". `scene`: items are
     (faces, scene, label), the scene frames read from `scene_dir` (absolute, or relative to `root`; default the
     layout's, where models.prepare writes them). A clip without a scene folder is an AnnotationError naming the
-    split file's line and the folder, or is left out with `skip_missing`."""
+    split file's line and the folder, or is left out with `skip_missing`. `mean`/`std`: the model's normalisation
+    (its bundle_cfg; default CLIP's)."""
     records = read_split(dataset, root, split, fold, frames_dir=frames_dir, skip_missing=skip_missing)
     train = split == "train"
     augmentation = augmentation or (augmentation_for(method) if train else None)
@@ -136,7 +142,7 @@ def build_dataset(dataset: str, root: str | Path, split: str = "train", fold: in
     if scene:
         records, scene_dirs = _with_scene(dataset, Path(root), records, scene_dir, skip_missing)
     return ClipDataset(records, train=train, num_frames=num_frames, image_size=image_size, augmentation=augmentation,
-                       scene_dirs=scene_dirs)
+                       scene_dirs=scene_dirs, sampling=sampling, mean=mean, std=std)
 
 
 def _with_scene(dataset: str, root: Path, records: list[ClipRecord], scene_dir: str | Path | None,

@@ -5,17 +5,22 @@ Both take a batch of clips [B, T, 3, H, W] and soft targets [B, C] and return th
 implementations do. FMix's mask is 2-D and shared by all frames of a clip, so a mixed clip stays temporally
 coherent (the same face regions come from the same partner in every frame).
 
-PE-CLIP (sec. 4.2): draw p ~ U(0, 1) per batch; p < 0.4: mixup with Beta(0.4, 0.4); 0.4 <= p < 0.7: FMix; else
-nothing. FMix's alpha and decay power are not given; FMix's defaults (1, 3) are used. DK-CLIP names both methods
-and no schedule; it gets PE-CLIP's.
+Per batch, draw p ~ U(0, 1): p < mixup_p: mixup; mixup_p <= p < mixup_p + fmix_p: FMix; else nothing. The
+probabilities, alphas and FMix's decay power are the training recipe's (`mixup`, `fmix`, `mixup_alpha`, `fmix_alpha`,
+`fmix_decay_power`): PE-CLIP's paper gives 0.4 / 0.3 and alpha 0.4 (sec. 4.2), DK-CLIP's authors' code mixes every
+batch, FMix or mixup 50/50. Label smoothing (`smooth_targets`) applies to the mixed targets, as timm's mixup does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from models.recipes import Recipe
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,31 @@ class BatchMixing:
     fmix_decay_power: float = 3.0
 
 
-MIXING: dict[str, BatchMixing] = {"pe_clip": BatchMixing(), "dk_clip": BatchMixing()}
+def mixing_from_recipe(recipe: "Recipe") -> BatchMixing | None:
+    """The recipe's mixup/FMix, or None when it mixes nothing."""
+    if not (recipe.mixup or recipe.fmix):
+        return None
+    defaults = BatchMixing()
+    return BatchMixing(mixup_p=recipe.mixup, fmix_p=recipe.fmix,
+                       mixup_alpha=recipe.mixup_alpha or defaults.mixup_alpha,
+                       fmix_alpha=recipe.fmix_alpha or defaults.fmix_alpha,
+                       fmix_decay_power=recipe.fmix_decay_power or defaults.fmix_decay_power)
 
 
 def mixing_for(method: str | None) -> BatchMixing | None:
-    """The method's batch mixing, or None for methods that train without it."""
-    return MIXING.get(method) if method else None
+    """The batch mixing of `method`'s paper recipe (DFEW's), or None for methods that train without it."""
+    from models.recipes import RECIPE_DIR, load_recipe
+
+    if method is None or not (RECIPE_DIR / f"{method}.json").is_file():
+        return None
+    return mixing_from_recipe(load_recipe(method, "dfew"))
+
+
+def smooth_targets(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label smoothing on class probabilities [B, C]: (1 - eps) targets + eps / C (each row still sums to 1)."""
+    if not smoothing:
+        return targets
+    return targets * (1 - smoothing) + smoothing / targets.shape[-1]
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -40,3 +40,28 @@ def eval_indices(num_frames: int, num_segments: int = NUM_FRAMES) -> np.ndarray:
         return _padded(num_frames, num_segments)
     tick = num_frames / num_segments
     return np.array([int(tick / 2 + tick * i) for i in range(num_segments)])
+
+
+def consecutive_train_indices(num_frames: int, length: int = NUM_FRAMES,
+                              rng: np.random.Generator | None = None) -> np.ndarray:
+    """`length` consecutive frames from a random start (PE-CLIP's "16 consecutive frames"); a shorter clip is used
+    whole, its last frame repeated."""
+    if num_frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got {num_frames}")
+    if num_frames <= length:
+        return _padded(num_frames, length)
+    rng = rng if rng is not None else np.random.default_rng()
+    return int(rng.integers(0, num_frames - length + 1)) + np.arange(length)
+
+
+def consecutive_eval_indices(num_frames: int, length: int = NUM_FRAMES) -> np.ndarray:
+    """The centre run of `length` consecutive frames; deterministic."""
+    if num_frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got {num_frames}")
+    if num_frames <= length:
+        return _padded(num_frames, length)
+    return (num_frames - length) // 2 + np.arange(length)
+
+
+SAMPLERS = {"segments": (train_indices, eval_indices),
+            "consecutive": (consecutive_train_indices, consecutive_eval_indices)}

@@ -2,25 +2,29 @@
 parameter (crop box, flip, colour factors, rotation angle) is drawn once and applied to all its frames alike: the
 expression changes over time, the camera does not.
 
-What the papers use (sec. "implementation details"): random (resized) cropping, horizontal flipping and colour
-jittering in all that say; DuSE adds a small random rotation; PE-CLIP and DK-CLIP add mixup and FMix, which act on
-a batch (models/data/mixing.py). Values the papers leave out come from DFER-CLIP's loaders, which they build on:
-TSN's random sized crop (area 8-100 %, aspect 3/4-4/3), brightness 0.5, rotation 4 degrees.
+What each method uses is its training recipe's `augment` block (models/configs/train/<method>.json, with the
+paper's words and the reasons for the strengths the papers leave out): random resized crop or not, horizontal flip
+or not, the brightness factor of the colour jitter, the rotation range. The crop's area and aspect range are
+TSN's random sized crop (area 8-100 %, aspect 3/4-4/3), which DFER-CLIP's loaders use and the CLIP-DFER papers
+build on. Mixup and FMix act on a batch (models/data/mixing.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-
+if TYPE_CHECKING:
+    from models.recipes import Augment
 
 @dataclass(frozen=True)
 class ClipAugmentation:
+    random_crop: bool = True  # random resized crop; False: resize and centre-crop as in testing
     crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of the random resized crop
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -31,26 +35,28 @@ class ClipAugmentation:
     rotation: float = 0.0  # degrees either way; 0: none
 
 
-# Per method; the batch-level mixing of PE-CLIP and DK-CLIP is in models.data.mixing.MIXING.
-AUGMENTATIONS: dict[str, ClipAugmentation] = {
-    "default": ClipAugmentation(),
-    "duse": ClipAugmentation(rotation=4.0),  # "random resized cropping, horizontal flipping, random rotation, and
-                                             # color jittering" (IV-A.2)
-    "ous": ClipAugmentation(),  # "strict data preprocessing and augmentation protocols", none named
-    "clip_guided": ClipAugmentation(),  # "random cropping, color dithering, and image flipping"
-    "pe_clip": ClipAugmentation(),  # "random cropping, random horizontal flipping, and color jittering" (+ mixing)
-    "dk_clip": ClipAugmentation(),  # names only FMix and mixup; the common clip augmentation besides
-}
+def augmentation_from_recipe(augment: "Augment") -> ClipAugmentation:
+    """A recipe's `augment` block as the clip augmentation."""
+    return ClipAugmentation(random_crop=augment.random_crop, flip_p=0.5 if augment.flip else 0.0,
+                            brightness=augment.color_jitter, rotation=augment.rotation)
 
 
 def augmentation_for(method: str | None) -> ClipAugmentation:
-    return AUGMENTATIONS.get(method or "default", AUGMENTATIONS["default"])
+    """The augmentation of `method`'s paper recipe (DFEW's), or the default one for a method without a recipe."""
+    from models.recipes import RECIPE_DIR, load_recipe
+
+    if method is None or not (RECIPE_DIR / f"{method}.json").is_file():
+        return ClipAugmentation()
+    return augmentation_from_recipe(load_recipe(method, "dfew").augment)
 
 
 def train_transform(image_size: int, augmentation: ClipAugmentation, mean: Sequence[float],
                     std: Sequence[float]) -> ClipTransform:
-    steps: list = [v2.RandomResizedCrop(image_size, scale=augmentation.crop_scale, ratio=augmentation.crop_ratio,
-                                        antialias=True)]
+    if augmentation.random_crop:
+        steps: list = [v2.RandomResizedCrop(image_size, scale=augmentation.crop_scale, ratio=augmentation.crop_ratio,
+                                            antialias=True)]
+    else:
+        steps = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
     if augmentation.flip_p > 0:
         steps.append(v2.RandomHorizontalFlip(augmentation.flip_p))
     if any((augmentation.brightness, augmentation.contrast, augmentation.saturation, augmentation.hue)):

@@ -90,21 +90,21 @@ def test_frame_order_reaches_the_logits_only_through_the_frame_positions(duse, w
 
 def test_semantic_aggregation_mixes_with_beta():
     torch.manual_seed(0)
-    video, text, scale = torch.randn(3, 16), torch.randn(7, 16), torch.tensor(10.0)
+    video, text = torch.randn(3, 16), torch.randn(7, 16)
     visual_only = SemanticAggregation(16, heads=4, beta=1.0)
     heads = visual_only.to_heads(video).view(3, 4, 16)
-    assert torch.allclose(visual_only(video, text, scale), heads.mean(dim=1), atol=1e-6)
+    assert torch.allclose(visual_only(video, text), heads.mean(dim=1), atol=1e-6)
     text_only = SemanticAggregation(16, heads=4, beta=0.0)
     text_only.load_state_dict(visual_only.state_dict())
-    out = text_only(video, text, scale)
+    out = text_only(video, text)
     v, t = text_only.to_heads(video).view(3, 4, 16), text_only.to_heads(text).view(7, 4, 16)
-    # eq. 12 head by head: softmax over classes of the scaled cosine, then the weighted sum of the class texts
-    expected = torch.stack([(scale * F.normalize(v[:, h], dim=-1) @ F.normalize(t[:, h], dim=-1).t()).softmax(-1)
+    # eq. 12 head by head: softmax over classes of the cosine (sec. III-C), then the weighted sum of the class texts
+    expected = torch.stack([(F.normalize(v[:, h], dim=-1) @ F.normalize(t[:, h], dim=-1).t()).softmax(-1)
                             @ t[:, h] for h in range(4)], dim=1).mean(dim=1)
     assert torch.allclose(out, expected, atol=1e-5)
     mixed = SemanticAggregation(16, heads=4, beta=0.7)
     mixed.load_state_dict(visual_only.state_dict())
-    assert torch.allclose(mixed(video, text, scale), 0.7 * heads.mean(dim=1) + 0.3 * out, atol=1e-5)
+    assert torch.allclose(mixed(video, text), 0.7 * heads.mean(dim=1) + 0.3 * out, atol=1e-5)
 
 
 def test_semantic_heads_start_near_identity():

@@ -69,11 +69,11 @@ def test_alpha_switches_between_global_and_contrastive(ous, window, scene_window
     labels = torch.tensor([0, 3])
     ous.alpha = 0.0
     global_loss = ous.loss(window, labels, scene=scene_window)
-    assert torch.allclose(global_loss.total, global_loss.terms["similarity"] + global_loss.terms["polarity"]
-                          + global_loss.terms["contrastive"])
+    assert torch.allclose(global_loss.total, global_loss.terms["L_similarity"] + global_loss.terms["L_polarity"]
+                          + global_loss.terms["L_contrast"])
     ous.alpha = 1e9
     contrastive_only = ous.loss(window, labels, scene=scene_window)
-    assert torch.allclose(contrastive_only.total, contrastive_only.terms["contrastive"])
+    assert torch.allclose(contrastive_only.total, contrastive_only.terms["L_contrast"])
     # the contrastive loss alone leaves the polarity head out of training
     ous.zero_grad(set_to_none=True)
     contrastive_only.total.backward()
@@ -83,8 +83,8 @@ def test_alpha_switches_between_global_and_contrastive(ous, window, scene_window
 
 def test_loss_terms(ous, window, scene_window):
     out = ous.loss(window, torch.tensor([0, 3]), scene=scene_window)
-    assert 0 <= float(out.terms["similarity"]) <= 2  # 1 - cosine
-    assert float(out.terms["polarity"]) > 0 and float(out.terms["contrastive"]) > 0
+    assert 0 <= float(out.terms["L_similarity"]) <= 2  # 1 - cosine
+    assert float(out.terms["L_polarity"]) > 0 and float(out.terms["L_contrast"]) > 0
     assert out.logits.shape == (2, 7)
 
 

@@ -114,6 +114,22 @@ def test_visual_prompts_are_coupled_to_text_prompts(model):
         assert torch.allclose(hooks.prompts.tokens[2], model.prompts.couple[2](model.prompts.text_prompts[2]))
 
 
+def test_layer_0_visual_prompts_are_appended_before_ln_pre_as_in_maple(model, window):
+    """MaPLe: x = ln_pre(cat([patches + positions, P_v0])). The backbone appends after ln_pre, so the model hands it
+    ln_pre(P_v0): the same tokens, since LayerNorm normalises each token on its own."""
+    visual = model.backbone.clip.visual
+    with torch.no_grad():
+        p0 = model.prompts.couple[0](model.prompts.text_prompts[0])
+        hooks = model.prompts.visual_hooks(4, visual.ln_pre)
+        images = window.flatten(0, 1)
+        x = visual.conv1(images).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1), x], 1)
+        x = x + visual.positional_embedding
+        maple = visual.ln_pre(torch.cat([x, p0.unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1))
+        ours = torch.cat([visual.ln_pre(x), hooks.prompts.tokens[0].unsqueeze(0).expand(x.shape[0], -1, -1)], 1)
+    assert torch.allclose(maple, ours, atol=1e-6)
+
+
 def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(model, window):
     _perturb_adapters(model)
     assert_gradients_reach_exactly_the_trainable(model, model.loss(window, torch.tensor([1, 5])).total)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.metrics import confusion_matrix, mean_over_folds, summarise, uar_war  # noqa: E402
-from models.recipes import load_recipe, lr_factor  # noqa: E402
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,21 @@ def train(args, timeout=600):
 
 def test_synthetic_train_evaluate_export_end_to_end(dfew, tmp_path):
     run = tmp_path / "run"
-    result = train(["--model", "duse", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data", dfew,
-                    "--out", run, "--epochs", "1", "--batch-size", "4"])
+    # the crop policy models.prepare records beside the face folders travels through the checkpoint into the bundle
+    declared = dfew / "Clip" / "clip_224x224" / "crop.json"
+    declared.write_text(json.dumps({"margin": 0.25, "align": "eyes", "size": 224, "colour": "rgb"}))
+    try:
+        result = train(["--model", "duse", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data", dfew,
+                        "--out", run, "--epochs", "1", "--batch-size", "4", "--image-size", "64"])
+    finally:
+        declared.unlink()
     assert result.returncode == 0, result.stderr[-2000:]
     assert {"last.pt", "best.pt", "metrics.jsonl", "recipe.json", "tb"} <= {p.name for p in run.iterdir()}
     assert json.loads((run / "recipe.json").read_text())["optimizer"] == "adam"  # DuSE's recipe
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["epoch"] == 1 and 0 <= record["uar"] <= 1 and np.isfinite(record["loss"])
+    assert set(record["loss_terms"]) == {"L_ce"} and record["lr"] == {"base": pytest.approx(1e-3)}
+    assert "val_loss" not in record  # DuSE's protocol has no validation split
     evaluated = subprocess.run([sys.executable, "-m", "models.evaluate", str(run / "best.pt"), "--dataset", "dfew",
                                 "--fold", "1", "--data", str(dfew), "--out", str(tmp_path / "fold1.json")],
                                env=ENV, capture_output=True, text=True, timeout=300)
@@ -50,16 +59,37 @@ def test_synthetic_train_evaluate_export_end_to_end(dfew, tmp_path):
     assert exported.returncode == 0, exported.stderr[-2000:]
     bundle = json.loads((tmp_path / "b" / "bundle.json").read_text())
     assert bundle["method"] == "duse" and bundle["trained_on"]["dataset"] == "dfew" and bundle["trained_on"]["fold"] == 1
+    assert bundle["crop"] == {"margin": 0.25, "align": "eyes", "size": 64, "colour": "rgb"}  # at the model's size
 
 
 def test_ous_trains_and_evaluates_with_scene_windows(dfew, tmp_path):
+    """OUS's protocol on a validation split of the fold, with a plateau that must fire: at lr 1e-8 the validation
+    UAR cannot change, so every epoch after the first is one without improvement; patience 1 and factor 0.1 take
+    the rate below the stop rate 1e-9 after epoch 3, and training stops there instead of running 10 epochs."""
+    data = json.loads((ROOT / "models" / "configs" / "train" / "ous.json").read_text())
+    data["defaults"]["plateau"] = {"monitor": "val_uar", "factor": 0.1, "patience": 1, "stop_lr": 1e-9}
+    own = tmp_path / "ous.json"
+    own.write_text(json.dumps(data))
     run = tmp_path / "ous"
     result = train(["--model", "ous", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data", dfew,
-                    "--out", run, "--epochs", "1", "--batch-size", "2", "--max-steps", "2", "--image-size", "32"])
+                    "--out", run, "--epochs", "10", "--lr", "1e-8", "--batch-size", "2", "--max-steps", "1",
+                    "--image-size", "32", "--recipe", own])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((run / "recipe.json").read_text())["factory"]["image_size"] == 32  # a cheaper input size
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["epoch"] == 1 and np.isfinite(record["loss"]) and 0 <= record["uar"] <= 1
+    assert "stopping (plateau schedule)" in result.stderr
+    resolved = json.loads((run / "recipe.json").read_text())
+    assert resolved["factory"]["image_size"] == 32  # a cheaper input size
+    assert resolved["select_by"] == "val_loss" and resolved["split_sizes"]["validation"] > 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["lr"]["base"] for r in records] == pytest.approx([1e-8, 1e-8, 1e-9])
+    record = records[-1]
+    assert np.isfinite(record["loss"]) and 0 <= record["uar"] <= 1
+    assert set(record["loss_terms"]) == {"L_similarity", "L_polarity", "L_contrast", "L_global"}
+    assert all(np.isfinite(r["val_loss"]) for r in records)
+    best = torch.load(run / "best.pt", weights_only=False)["training"]
+    lowest = min(records, key=lambda r: r["val_loss"])
+    assert best["select_by"] == "val_loss" and best["epoch"] == lowest["epoch"]
+    assert best["metrics"]["val_loss"] == lowest["val_loss"]
     evaluated = subprocess.run([sys.executable, "-m", "models.evaluate", str(run / "best.pt"), "--dataset", "dfew",
                                 "--fold", "1", "--data", str(dfew), "--out", str(tmp_path / "ous.json")],
                                env=ENV, capture_output=True, text=True, timeout=300)
@@ -100,17 +130,23 @@ def test_bad_arguments_are_clear(dfew, tmp_path):
     assert no_data.returncode == 2 and "nowhere" in no_data.stderr and "Traceback" not in no_data.stderr
 
 
-def test_recipes_and_schedules():
-    recipe = load_recipe("pe_clip", "ferv39k", {"epochs": 4})
-    assert recipe["epochs"] == 4 and recipe["optimizer"] == "adamw"
-    cosine = {"lr": 1.0, "epochs": 10, "schedule": "cosine", "warmup_epochs": 1, "min_lr": 0.01}
-    factors = [lr_factor(step, 10, cosine) for step in range(100)]
-    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # linear warm-up over epoch 1
-    assert factors[-1] == pytest.approx(0.01, abs=0.01) and all(a >= b for a, b in zip(factors[10:], factors[11:]))
-    steps = {"lr": 1.0, "epochs": 50, "schedule": "multistep", "milestones": [30, 40], "gamma": 0.1}
-    assert [lr_factor(e * 10, 10, steps) for e in (0, 29, 30, 40)] == pytest.approx([1, 1, 0.1, 0.01])
-    with pytest.raises(ValueError, match="no training recipe"):
-        load_recipe("nonsense", "dfew")
+def test_clip_guided_trains_at_its_recipes_8_frames_from_a_users_recipe_file(dfew, tmp_path):
+    """--recipe FILE: a user's own copy of the paper recipe (here one epoch, no warm-up); the model is built for
+    the recipe's T = 8, and so is the checkpoint export rebuilds it from."""
+    data = json.loads((ROOT / "models" / "configs" / "train" / "clip_guided.json").read_text())
+    data["defaults"] |= {"epochs": 1, "warmup_epochs": 0, "batch_size": 2}
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps(data))
+    run = tmp_path / "cg"
+    result = train(["--model", "clip_guided", "--backbone", "tiny", "--dataset", "dfew", "--fold", "1", "--data",
+                    dfew, "--out", run, "--recipe", own, "--max-steps", "1", "--image-size", "32"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    resolved = json.loads((run / "recipe.json").read_text())
+    assert resolved["num_frames"] == 8 and resolved["epochs"] == 1 and resolved["factory"]["num_frames"] == 8
+    from models.checkpoint import load_model
+
+    model, meta = load_model(run / "best.pt")  # what export builds the bundle from (tests/test_recipe_frames.py)
+    assert model.bundle_cfg["num_frames"] == 8 and meta["factory"]["num_frames"] == 8
 
 
 def test_uar_war_and_fold_means():

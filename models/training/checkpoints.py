@@ -1,0 +1,65 @@
+"""What a run keeps: last.pt every epoch (with everything `--resume` needs) and best.pt, the epoch that is best
+by the recipe's `select_by` (the lowest validation loss for OUS; the best test UAR where the papers select on it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import read_checkpoint, save_checkpoint
+from models.training.distributed import rng_state, set_rng_state
+
+
+@dataclass
+class Selection:
+    """Tracks the best value of `metric` (lower is better for a loss, higher for UAR/WAR). The record keys are
+    `uar`/`war` for the test set and `val_loss`/`val_uar`/`val_war` for the validation split."""
+
+    metric: str
+    best: float | None = None
+
+    @property
+    def key(self) -> str:
+        return self.metric.removeprefix("test_")
+
+    def better(self, record: dict[str, Any]) -> bool:
+        value = record.get(self.key)
+        if value is None:
+            return False
+        if self.best is None or (value < self.best if self.metric.endswith("loss") else value > self.best):
+            self.best = value
+            return True
+        return False
+
+
+def save_epoch(out: Path, training, *, dataset: str, fold: int | None, epoch: int, step: int, scaler,
+               record: dict[str, Any], selection: Selection, is_best: bool,
+               crop: dict[str, Any] | None = None) -> None:
+    """last.pt (resumable) and, when this epoch is the best so far, best.pt. `crop`: how the training face crops
+    were made (models.prepare's crop.json), which export declares in the bundle."""
+    metrics = {k: record[k] for k in ("uar", "war", "val_loss", "val_uar", "val_war") if k in record}
+    meta = {"dataset": dataset, "fold": fold, "epoch": epoch + 1, "recipe": training.recipe.model_dump(mode="json"),
+            "select_by": selection.metric, "metrics": metrics, "crop": crop}
+    resume = {"optimizer": training.optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+              "step": step, "best": selection.best, "rng": rng_state(),
+              "plateau": training.plateau.state() if training.plateau else None}
+    save_checkpoint(out / "last.pt", training.model, name=training.method, factory=training.factory,
+                    training=meta, resume=resume)
+    if is_best:
+        save_checkpoint(out / "best.pt", training.model, name=training.method, factory=training.factory,
+                        training=meta)
+
+
+def resume(out: Path, training, scaler, selection: Selection) -> tuple[int, int]:
+    """Load OUT/last.pt into the run; returns (first epoch to train, optimiser step)."""
+    payload = read_checkpoint(out / "last.pt")
+    training.model.load_state_dict(payload["state_dict"])
+    state = payload["resume"]
+    training.optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    selection.best = state["best"]
+    if training.plateau is not None and state.get("plateau"):
+        training.plateau.load(state["plateau"])
+    set_rng_state(state["rng"])
+    return state["epoch"] + 1, state["step"]
