@@ -18,7 +18,7 @@ from export.int8 import quantize_bundle
 from export.onnx_export import (DEFAULT_OPSET, DEFAULT_TOLERANCE, ParityError, export_bundle, random_inputs,
                                 rewrite_graphs, torch_logits)
 from export.real_inputs import real_face_windows
-from service.bundle import BUNDLE_JSON, MODEL_ONNX, ModelBundle, TrainingInfo, file_sha256
+from service.bundle import BUNDLE_JSON, MODEL_ONNX, CropSpec, ModelBundle, TrainingInfo, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +81,50 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = 
     """`int8` and `image_size` make a cheaper bundle for CPUs; its agreement with the checkpoint's fp32 model on
     the real clip's face windows goes into bundle.json, and export fails below `min_agreement` (top-1)."""
     from models.checkpoint import load_model
+
+    checkpoint = Path(checkpoint)
+    model, meta = load_model(checkpoint)
+    return export_trained_model(model, training_info(meta, checkpoint), out_dir, fp16=fp16, tensorrt=tensorrt,
+                                opset=opset, real_clip=real_clip, tolerance=tolerance, int8=int8,
+                                image_size=image_size, min_agreement=min_agreement,
+                                crop=meta.get("training", {}).get("crop"))
+
+
+def export_trained_model(model, training: TrainingInfo, out_dir: str | Path, fp16: bool = False,
+                         tensorrt: bool = False, opset: int = DEFAULT_OPSET, real_clip: Path | None = None,
+                         tolerance: float = DEFAULT_TOLERANCE, int8: bool = False, image_size: int | None = None,
+                         min_agreement: float = MIN_AGREEMENT, crop: dict | None = None) -> ModelBundle:
+    """export_checkpoint's body for a trained model already in memory (a models.train checkpoint, or released
+    weights converted onto a registered model, export/dfer_clip_release.py), with its provenance. `crop` (margin,
+    align): how the training face crops were made (models.prepare's crop.json, kept in the checkpoint); it is
+    declared in bundle.json so the service crops the same way, and the real parity windows are cut that way."""
     from models.registry import set_image_size
 
     if int8 and (fp16 or tensorrt):
         raise ValueError("--int8 is for CPUs; --fp16 and --tensorrt are for GPUs: choose one")
-    checkpoint = Path(checkpoint)
-    model, meta = load_model(checkpoint)
+    model = model.eval()
+
+    def crop_spec() -> CropSpec | None:  # at the size and colour the graph takes (after --image-size)
+        if crop is None:
+            return None
+        return CropSpec(margin=crop["margin"], align=crop.get("align", "none"), size=model.bundle_cfg["image_size"],
+                        colour="rgb" if model.bundle_cfg["channels"] == 3 else "grey")
+
     cheaper = int8 or (image_size is not None and image_size != model.bundle_cfg["image_size"])
-    agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS) if (
+    agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS, crop_spec()) if (
         cheaper and real_clip) else None
     reference = torch_probabilities(model, agreement_windows) if agreement_windows else None
     reference_name = f"fp32 PyTorch at {model.bundle_cfg['image_size']} px"
     if image_size is not None:
         set_image_size(model, image_size)
         if agreement_windows:  # the same faces, cropped at the new size
-            agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS)
+            agreement_windows = real_face_windows(model.bundle_cfg, real_clip, AGREEMENT_WINDOWS, crop_spec())
     # The parity windows are the first of the agreement windows (the same detector pass over the same clip).
     real = ({k: v[:PARITY_WINDOWS] for k, v in agreement_windows.items()} if agreement_windows else
-            real_face_windows(model.bundle_cfg, real_clip, PARITY_WINDOWS) if real_clip else None)
-    bundle = export_bundle(model, out_dir, training=training_info(meta, checkpoint),
+            real_face_windows(model.bundle_cfg, real_clip, PARITY_WINDOWS, crop_spec()) if real_clip else None)
+    bundle = export_bundle(model, out_dir, training=training,
                            backbone=model.bundle_cfg.get("backbone"), real_inputs=real, opset=opset,
-                           tolerance=tolerance)
+                           tolerance=tolerance, crop=crop_spec())
     extra = {}
     if fp16:
         bundle = convert_fp16(bundle, model, real or random_inputs(model.bundle_cfg))

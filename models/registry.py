@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Modules whose import registers models; a new method (or the baseline) adds its module here.
 BUILTIN_MODULES = ("models.duse", "models.ous", "models.clip_guided", "models.pe_clip", "models.dk_clip",
-                   "models.mini_xception")
+                   "models.dfer_clip", "models.mini_xception")
 NUM_FRAMES = 16
 
 _entrypoints: dict[str, Callable[..., Any]] = {}
@@ -91,7 +91,8 @@ def build_clip_method(model_cls, name: str, backbone: str | None, num_classes: i
 
     cfg = load_config(name, backbone)
     dataset, labels = resolve_labels(dataset, num_classes, labels)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=overrides.pop("quick_gelu", None))
+    quick_gelu = overrides.pop("quick_gelu", cfg.pop("quick_gelu", None))  # a config may fix it (DFER-CLIP)
+    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=quick_gelu)
     if (image_size := overrides.pop("image_size", None)) is not None:  # train (or run) at another input size
         clip.set_image_size(image_size)
     return model_cls(clip, labels, dataset=dataset, **(cfg | overrides))
@@ -112,7 +113,7 @@ def set_image_size(model, size: int) -> None:
 @dataclass
 class LossOutput:
     total: "torch.Tensor"  # what to backpropagate
-    terms: dict[str, "torch.Tensor"]  # each term, detached, for logging
+    terms: dict[str, "torch.Tensor"]  # each named term of the objective (the trainer logs them detached)
     logits: "torch.Tensor"
 
 

@@ -57,6 +57,31 @@ CLASS_POLARITY: dict[str, Polarity] = {
 }
 POLARITIES: tuple[Polarity, ...] = ("positive", "neutral", "negative")
 
+# DFER-CLIP's class descriptors (zengqunzhao/DFER-CLIP models/Text.py, `class_descriptor_7/11`, written with an LLM
+# by its authors): each class's prompt is its learnable context followed by this sentence. Verbatim: its released
+# checkpoints embed exactly these words (export/dfer_clip_release.py checks that).
+DFER_CLIP_DESCRIPTORS: dict[str, str] = {
+    "happy": "a smiling mouth, raised cheeks, wrinkled eyes, and arched eyebrows.",
+    "sad": "tears, a downward turned mouth, drooping upper eyelids, and a wrinkled forehead.",
+    "neutral": "relaxed facial muscles, a straight mouth, a smooth forehead, and unremarkable eyebrows.",
+    "angry": "furrowed eyebrows, narrow eyes, tightened lips, and flared nostrils.",
+    "surprise": "widened eyes, an open mouth, raised eyebrows, and a frozen expression.",
+    "disgust": "a wrinkled nose, lowered eyebrows, a tightened mouth, and narrow eyes.",
+    "fear": "raised eyebrows, parted lips, a furrowed brow, and a retracted chin.",
+    "contempt": "one side of its mouth raised, one eyebrow lower and one raised, narrowed eyes, and a raised chin.",
+    "anxiety": "a tensed forehead, tightly pressed lips, pupil dilation, and tensed facial muscles.",
+    "helplessness": "drooping eyebrows, a downward gaze, a downturned mouth, and lacking expression.",
+    "disappointment": "a downturned mouth, lowered eyebrows, narrowed eyes, and a sighing face.",
+}
+
+# The output order of DFER-CLIP's released checkpoints: its annotation files number DFEW and FERV39k in DFEW's order,
+# and MAFW in the same order followed by MAFW's four compound classes (not MAFW's own numbering, see docs/MODELS.md).
+DFER_CLIP_RELEASE_LABELS: dict[str, tuple[str, ...]] = {
+    "dfew": DATASET_LABELS["dfew"],
+    "ferv39k": DATASET_LABELS["ferv39k"],
+    "mafw": DATASET_LABELS["dfew"] + ("contempt", "anxiety", "helplessness", "disappointment"),
+}
+
 # ---- facial action units ------------------------------------------------------------------------------------------
 
 # FACS names of the AUs the two AU-prompted methods use (DK-CLIP calls AU25 "lip part").

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, model_validator
 
-from service.events import Box, EmotionEvent
+from service.events import Box
 
 # Dataset labels (DFEW, FERV39k, MAFW, fer) as the adjective a sentence needs.
 ADJECTIVES = {
@@ -92,10 +92,6 @@ class FaceState:
     @property
     def centre_x(self) -> float:
         return self.box[0] + self.box[2] / 2
-
-    @classmethod
-    def from_event(cls, event: EmotionEvent) -> FaceState:
-        return cls(event.track_id, event.label, event.confidence, event.box, event.t_start, event.t_end)
 
 
 def adjective(label: str) -> str:

@@ -51,7 +51,7 @@ def summarise_tracks(events: list, labels: list[str]) -> list[TrackSummary]:
             span[0], span[1] = min(span[0], event.t), max(span[1], event.t)
         elif event.type == "emotion":
             acc = sums.setdefault(event.track_id, dict.fromkeys(labels, 0.0))
-            for label, p in event.probs.items():
+            for label, p in (event.raw_probs or event.probs).items():  # the model's own outputs, not smoothed
                 acc[label] += p
             counts[event.track_id] = counts.get(event.track_id, 0) + 1
     return [TrackSummary(track_id=tid, t_first=span[0], t_last=span[1], windows=counts.get(tid, 0),
@@ -76,18 +76,27 @@ def format_timeline(report: ClipReport) -> str:
 
 def plot_timeline(report: ClipReport, path: str | Path) -> Path:
     """One panel per track: each label's probability at the end time of each window."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the slim container images leave it out
+        from service.errors import ServiceError
+
+        raise ServiceError("--plot needs matplotlib, which this installation leaves out: pip install matplotlib") \
+            from None
 
     matplotlib.use("Agg")  # headless: the service runs without a display
     import matplotlib.pyplot as plt
 
     tracks = [t for t in report.tracks if t.windows]
+    # one colour per label: the default cycle has 10, MAFW 11 labels
+    palette = plt.get_cmap("tab10" if len(report.labels) <= 10 else "tab20")
+    colours = [palette(i) for i in range(len(report.labels))]
     fig, axes = plt.subplots(max(1, len(tracks)), 1, figsize=(9, 2.6 * max(1, len(tracks))), squeeze=False)
     for ax, track in zip(axes[:, 0], tracks):
         events = [e for e in report.emotions if e.track_id == track.track_id]
         times = [e.t_end for e in events]
-        for label in report.labels:
-            ax.plot(times, [e.probs[label] for e in events], marker="o", markersize=3, label=label)
+        for label, colour in zip(report.labels, colours):
+            ax.plot(times, [e.probs[label] for e in events], marker="o", markersize=3, label=label, color=colour)
         ax.set_title(f"track {track.track_id} (mostly {track.dominant_label})", fontsize=10)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
@@ -97,9 +106,10 @@ def plot_timeline(report: ClipReport, path: str | Path) -> Path:
     axes[-1, 0].set_xlabel("time (s, window end)")
     handles, names = axes[0, 0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="upper right", ncol=len(names), fontsize=8)
+        fig.legend(handles, names, loc="upper right", ncol=min(len(names), 6), fontsize=8)
     fig.suptitle(f"{Path(report.source).name}: {report.model}", fontsize=11, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    legend_rows = -(-len(report.labels) // 6)  # ceil: the legend's rows above the first panel
+    fig.tight_layout(rect=(0, 0, 1, 0.95 - 0.035 * (legend_rows - 1)))
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
