@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.bundle import (MODEL_ONNX, BundleSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
+from service.bundle import (MODEL_ONNX, BundleSpec, CropSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
                             file_sha256)
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,11 @@ def export_frame_split(model: torch.nn.Module, staging: Path, example: dict[str,
 
 def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: TrainingInfo | None = None,
                   backbone: str | None = None, real_inputs: dict[str, torch.Tensor] | None = None,
-                  opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE) -> ModelBundle:
-    """Write model.onnx and bundle.json for a model carrying `bundle_cfg` (see models/). The bundle appears at
-    out_dir only once it passed every check, so a failed export never leaves a half-written bundle behind."""
+                  opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
+                  crop: CropSpec | None = None) -> ModelBundle:
+    """Write model.onnx and bundle.json for a model carrying `bundle_cfg` (see models/); `crop`: how its training
+    crops were made. The bundle appears at out_dir only once it passed every check, so a failed export never
+    leaves a half-written bundle behind."""
     model = model.eval()
     cfg = model.bundle_cfg
     out_dir = Path(out_dir)
@@ -153,7 +155,7 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
             output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
             opset=opset, backbone=backbone, trained_on=training or TrainingInfo(),
             sha256=file_sha256(onnx_path), parity={k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
-            text_features="baked" if baked else "none", frame_cache=frame_cache,
+            text_features="baked" if baked else "none", frame_cache=frame_cache, crop=crop,
         )
         bundle = ModelBundle(staging, spec)
         bundle.write_spec()

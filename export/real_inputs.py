@@ -1,5 +1,6 @@
-"""Real face windows for parity checks: cut from a clip by the service's own stages (detector, crops,
-normalisation), so export checks the model on what it will see in service."""
+"""Real face windows for parity checks: cut from a clip by the service's own face loop (service.pipeline.ClipFaces:
+decode, sample, detect, track, crop) and normalisation, so export checks the model on what it will see in
+service."""
 
 from __future__ import annotations
 
@@ -9,24 +10,30 @@ import numpy as np
 import torch
 
 
-def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2) -> dict[str, torch.Tensor] | None:
+def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) -> dict[str, torch.Tensor] | None:
     """Up to max_windows consecutive windows of the largest face (and scene crops where the model needs them),
-    normalised as the service normalises them; None if the clip has too few face frames."""
+    cropped by `crop` (a service.bundle.CropSpec: how the bundle will declare its crops; default the service's
+    margin) and normalised as the service normalises them; None if the clip has too few face frames."""
     from service.config import Settings
-    from service.crops import crop_face, crop_scene
+    from service.crops import CropPolicy, crop_scene
     from service.detect import create_detector
     from service.inference.engine import normalise
-    from service.ingest import ClipDecoder, FrameSampler
+    from service.pipeline import ClipFaces, FacePipeline
+    from service.track import create_tracker
 
-    settings = Settings(_env_file=None, detector="haar")
-    detector, sampler = create_detector(settings), FrameSampler(settings.sample_fps)
+    # The service's default detector; every sampled frame with a face counts (no track confirmation delay).
+    settings = Settings(_env_file=None, track_min_hits=1, tracker="iou")
     size, channels, frames = cfg["image_size"], cfg["channels"], cfg["num_frames"]
+    policy = (CropPolicy(size, channels, crop.margin, crop.align == "eyes") if crop is not None
+              else CropPolicy(size, channels, settings.face_margin))
+    pipeline = FacePipeline("export", None, settings, create_detector(settings), create_tracker(settings),
+                            crop=policy)
     faces, scenes = [], []
-    for frame in ClipDecoder(clip):
+    for frame, result in ClipFaces(clip, pipeline, settings.sample_fps):
         if len(faces) >= max_windows * frames:
             break
-        if sampler.accept(frame.t) and (found := detector.detect(frame.image)):
-            faces.append(crop_face(frame.image, found[0].box, size, channels, settings.face_margin))
+        if result.crops:
+            faces.append(max(result.crops, key=lambda c: c.box[2] * c.box[3]).crop)
             scenes.append(crop_scene(frame.image, size, channels))
     count = min(max_windows, len(faces) // frames)
     if count == 0:

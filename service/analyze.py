@@ -1,69 +1,60 @@
-"""Offline analysis of a recorded clip: every frame decoded (nothing dropped), sampled to sample_fps, through the
-face pipeline, windows classified in batches, one ClipReport out."""
+"""Offline analysis of a recorded clip: the face loop (service.pipeline.ClipFaces: every frame decoded, sampled to
+sample_fps, detect, track, crop), windows classified in batches, one ClipReport out."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
 from service.config import Settings
-from service.errors import ClipError
 from service.events import event_time
-from service.inference import FrameFeatureCache, OnnxEngine
-from service.ingest import ClipDecoder, FrameSampler
+from service.inference import Engine, FrameFeatureCache
 from service.metrics import StageTimer
-from service.pipeline import FacePipeline, classify
+from service.pipeline import ClipFaces, FacePipeline, classify
 from service.report import ClipReport, summarise_tracks
+from service.smoothing import Smoother
 from service.track import create_tracker
 
 log = logging.getLogger(__name__)
 
 
-def analyze_clip(path: str | Path, settings: Settings, engine: OnnxEngine, detector, source: str | None = None,
-                 progress: bool = False) -> ClipReport:
+def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector, source: str | None = None,
+                 progress: bool = False, should_stop: Callable[[], bool] | None = None) -> ClipReport:
+    """`should_stop` is asked before each decoded frame is used; when it says yes, decoding stops and ClipCancelled
+    is raised (an upload whose client has gone)."""
     path = Path(path)
     source = source or path.name
     timer = StageTimer()
-    decoder = ClipDecoder(path)
-    info = decoder.info
-    if info.duration is not None and info.duration > settings.max_clip_seconds:
-        raise ClipError(f"clip is {info.duration:.0f} s long; the limit is {settings.max_clip_seconds:.0f} s "
-                        "(EMOTION_MAX_CLIP_SECONDS)")
-    sampler = FrameSampler(settings.sample_fps)
-    faces = FacePipeline(source, engine.spec, settings, detector,
-                         create_tracker(settings), timer)
+    faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer),
+                      settings.sample_fps, settings.max_clip_seconds, should_stop)
+    info = faces.info
     events, pending = [], []
-    cache = FrameFeatureCache()  # overlapping windows share frames: each is encoded once where the bundle allows
-    decoded = sampled = 0
-    last_t = 0.0
+    # The same smoothing as live, so an event's label, confidence and smoothed_probs mean the same in both.
+    smoother = Smoother(settings.smoothing, settings.ema_alpha, settings.hysteresis_margin,
+                        settings.smoother_max_tracks)
+    # Overlapping windows share frames: each is encoded once where the bundle allows.
+    cache = FrameFeatureCache(settings.frame_cache_frames)
     bar = tqdm(total=info.frame_count, unit="frame", desc=f"analyze {path.name}", disable=not progress, leave=False)
-    for frame in timer.timed_iter("decode", decoder):
-        decoded += 1
-        last_t = frame.t
-        bar.update()
-        if frame.t > settings.max_clip_seconds:
-            raise ClipError(f"clip runs past {settings.max_clip_seconds:.0f} s; the limit is "
-                            f"EMOTION_MAX_CLIP_SECONDS")
-        if not sampler.accept(frame.t):
-            continue
-        sampled += 1
-        result = faces.process(frame.t, frame.image)
+    for _, result in faces:
+        bar.update(faces.decoded - bar.n)
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts, cache))
+            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts, cache,
+                                   smoother))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
     events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts,
-                           cache))
+                           cache, smoother))
     events.sort(key=event_time)
-    warnings = [decoder.decode_error] if decoder.decode_error else []
+    warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(
         source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=info.width,
-        height=info.height, source_fps=round(info.fps, 3), duration=round(last_t + 1 / info.fps, 3),
-        frames_decoded=decoded, frames_sampled=sampled, sample_fps=settings.sample_fps,
+        height=info.height, source_fps=round(info.fps, 3), duration=round(faces.last_t + 1 / info.fps, 3),
+        frames_decoded=faces.decoded, frames_sampled=faces.sampled, sample_fps=settings.sample_fps,
         tracks=summarise_tracks(events, engine.labels), events=events, stages=timer.summary(), warnings=warnings)

@@ -19,7 +19,7 @@ BUNDLE_JSON = "bundle.json"
 MODEL_ONNX = "model.onnx"
 BUNDLE_FORMAT_VERSION = 1
 
-Method = Literal["duse", "ous", "clip_guided", "pe_clip", "dk_clip", "baseline"]
+Method = Literal["duse", "ous", "clip_guided", "pe_clip", "dk_clip", "dfer_clip", "baseline"]
 
 
 class TensorSpec(BaseModel):
@@ -42,6 +42,18 @@ class FrameCacheSpec(BaseModel):
     feature_dim: int = Field(gt=0)
     encoder_sha256: str
     head_sha256: str
+
+
+class CropSpec(BaseModel):
+    """How the model's face crops were made (service.crops.CropPolicy): models.prepare and the service crop the
+    same way. A bundle without it gets the service's face_margin, no alignment."""
+
+    model_config = ConfigDict(frozen=True)
+    margin: float = Field(ge=0, description="square face box enlarged by this fraction of its side on each side")
+    align: Literal["none", "eyes"] = Field("none", description="eyes: turned about the face centre so the eyes "
+                                           "are level (from the detector's eye keypoints)")
+    size: int = Field(gt=0, description="crop side in pixels (= image_size)")
+    colour: Literal["grey", "rgb"] = Field(description="grey or RGB (= channels 1 or 3)")
 
 
 class TrainingInfo(BaseModel):
@@ -90,6 +102,7 @@ class BundleSpec(BaseModel):
     agreement: Agreement | None = Field(None, description="int8 or resized bundles: agreement with the fp32 model")
     tensorrt_cache: str | None = Field(None, description="directory in the bundle with a prebuilt TensorRT engine")
     frame_cache: FrameCacheSpec | None = Field(None, description="per-frame encoder + window head, where possible")
+    crop: CropSpec | None = Field(None, description="how the face crops were made; absent: the service's margin")
     text_features: Literal["baked", "none"] = Field(
         "none", description="baked: class text features were computed at export and are constants in the graph")
 
@@ -106,6 +119,9 @@ class BundleSpec(BaseModel):
             raise ValueError(f"input 'faces' must be [batch, {', '.join(map(str, expected))}], got {faces}")
         if self.output.name != "logits" or len(self.output.shape) != 2 or self.output.shape[1] != len(self.labels):
             raise ValueError(f"output must be 'logits' [batch, {len(self.labels)}], got {self.output}")
+        if self.crop and (self.crop.size != self.image_size or self.crop.colour != ("grey", "rgb")[self.channels // 3]):
+            raise ValueError(f"crop says {self.crop.size} px {self.crop.colour}, the model takes {self.image_size} px "
+                             f"with {self.channels} channel(s)")
         if self.method == "ous" and "scene" not in names:
             raise ValueError("an OUS bundle needs a 'scene' input")
         return self

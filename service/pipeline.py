@@ -1,21 +1,37 @@
 """The per-source perception chain after ingest: detect -> track -> crop -> window buffers, then windows -> emotion
-events. One `FacePipeline` per source; live streams and clips both drive it frame by frame."""
+events. One `FacePipeline` per source; live streams and clips both drive it frame by frame.
+
+This is the one face loop: the live face worker feeds it sampled camera frames; `ClipFaces` feeds it a recorded
+clip (decode, sample) for `analyze`, models.prepare (training crops), export's real-face windows and the
+benchmarks, so all of them find, follow and crop faces the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from service.bundle import BundleSpec
 from service.config import Settings
-from service.crops import crop_face, crop_scene
-from service.detect.base import FaceDetector
+from service.crops import CropPolicy, crop_scene
+from service.detect.base import FaceDetector, as_bgr
+from service.errors import ClipCancelled, ClipError
 from service.events import EmotionEvent, TrackEvent
+from service.ingest import ClipDecoder, Frame, FrameSampler
 from service.metrics import StageTimer
 from service.prompts import PromptTemplates, chat_messages, emotion_prompt
+from service.smoothing import Smoother
 from service.track.base import FaceTracker
 from service.windows import Window, WindowBuffers
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    track_id: int
+    box: tuple[float, float, float, float]
+    crop: np.ndarray  # as the crop policy makes it
 
 
 @dataclass
@@ -23,27 +39,41 @@ class FrameResult:
     lifecycle: list[TrackEvent] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
     faces: int = 0
+    crops: list[FaceCrop] = field(default_factory=list)  # this frame's tracked faces, cropped
+
+
+def crop_policy(spec: BundleSpec, settings: Settings) -> CropPolicy:
+    """The crops a bundle's model takes: as its bundle.json declares them, else (older bundles) the service's
+    face_margin without alignment."""
+    if spec.crop is not None:
+        return CropPolicy(spec.crop.size, spec.channels, spec.crop.margin, spec.crop.align == "eyes")
+    return CropPolicy(spec.image_size, spec.channels, settings.face_margin)
 
 
 class FacePipeline:
-    """Detects, tracks and crops faces of one source and fills their window buffers."""
+    """Detects, tracks and crops faces of one source and fills their window buffers. Without a bundle spec (e.g.
+    models.prepare) it only crops, by the `crop` policy given, and makes no windows."""
 
-    def __init__(self, source: str, spec: BundleSpec, settings: Settings, detector: FaceDetector,
-                 tracker: FaceTracker, timer: StageTimer | None = None):
+    def __init__(self, source: str, spec: BundleSpec | None, settings: Settings, detector: FaceDetector,
+                 tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None):
+        if spec is None and crop is None:
+            raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
         self.detector, self.tracker = detector, tracker
         self.timer = timer or StageTimer()
-        self.buffers = WindowBuffers(spec.num_frames, settings.hop)
+        self.crop = crop or crop_policy(spec, settings)
+        self.buffers = WindowBuffers(spec.num_frames, settings.hop) if spec is not None else None
         self._last_seen: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
         self.last_faces: list = []  # the tracked faces of the latest frame (for the live state)
         self.frames_processed = 0  # numbers the frames, so the engine can recognise a crop it has already encoded
         # A track shorter than this never gets a stretched window at its end (too little to judge).
-        self.min_partial_frames = max(2, spec.num_frames // 2)
+        self.min_partial_frames = max(2, spec.num_frames // 2) if spec is not None else 0
 
     def process(self, t: float, image: np.ndarray) -> FrameResult:
         result = FrameResult()
         frame_id = self.frames_processed
         self.frames_processed += 1
+        image = as_bgr(image)  # grey and BGRA frames too
         with self.timer.time("detect"):
             detections = self.detector.detect(image)
         with self.timer.time("track"):
@@ -55,15 +85,17 @@ class FacePipeline:
         if not update.faces:
             return result
         with self.timer.time("crop"):
-            scene = crop_scene(image, self.spec.image_size, self.spec.channels) if self.spec.needs_scene else None
+            scene = (crop_scene(image, self.spec.image_size, self.spec.channels)
+                     if self.spec is not None and self.spec.needs_scene else None)
             for face in update.faces:
                 box = face.detection.box
                 if face.is_new:
                     result.lifecycle.append(TrackEvent(source=self.source, type="track_new", track_id=face.track_id,
                                                        t=t, box=box))
                 self._last_seen[face.track_id] = (t, box)
-                crop = crop_face(image, box, self.spec.image_size, self.spec.channels, self.settings.face_margin)
-                window = self.buffers.push(face.track_id, crop, t, box, scene, frame_id)
+                crop = self.crop.crop(image, box, face.detection.landmarks)
+                result.crops.append(FaceCrop(face.track_id, box, crop))
+                window = self.buffers.push(face.track_id, crop, t, box, scene, frame_id) if self.buffers else None
                 if window is not None:
                     result.windows.append(window)
         return result
@@ -81,19 +113,56 @@ class FacePipeline:
 
     def _end_track(self, track_id: int, result: FrameResult) -> None:
         t, box = self._last_seen.pop(track_id)
-        window = self.buffers.end(track_id, self.min_partial_frames)
+        window = self.buffers.end(track_id, self.min_partial_frames) if self.buffers else None
         if window is not None:
             result.windows.append(window)
         result.lifecycle.append(TrackEvent(source=self.source, type="track_lost", track_id=track_id, t=t, box=box))
 
 
+class ClipFaces:
+    """The face loop over a recorded clip: every frame decoded (nothing dropped), sampled to `sample_fps` (None:
+    every frame), each sampled frame through `pipeline`. Iterating gives (Frame, FrameResult) per sampled frame; then
+    `finish()` ends the tracks. Counts what it did (decoded, sampled, last_t) for the report."""
+
+    def __init__(self, path: str | Path, pipeline: FacePipeline, sample_fps: float | None,
+                 max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None):
+        self.decoder = ClipDecoder(path)
+        self.info = self.decoder.info
+        if max_seconds is not None and self.info.duration is not None and self.info.duration > max_seconds:
+            raise ClipError(f"clip is {self.info.duration:.0f} s long; the limit is {max_seconds:.0f} s "
+                            "(EMOTION_MAX_CLIP_SECONDS)")
+        self.pipeline, self.max_seconds, self.should_stop = pipeline, max_seconds, should_stop
+        self.sampler = FrameSampler(sample_fps) if sample_fps else None
+        self.decoded = self.sampled = 0
+        self.last_t = 0.0
+
+    def __iter__(self) -> Iterator[tuple[Frame, FrameResult]]:
+        for frame in self.pipeline.timer.timed_iter("decode", self.decoder):
+            if self.should_stop is not None and self.should_stop():
+                raise ClipCancelled(f"analysis of {self.pipeline.source} cancelled after {self.decoded} frames")
+            self.decoded += 1
+            self.last_t = frame.t
+            if self.max_seconds is not None and frame.t > self.max_seconds:
+                raise ClipError(f"clip runs past {self.max_seconds:.0f} s; the limit is EMOTION_MAX_CLIP_SECONDS")
+            if self.sampler is not None and not self.sampler.accept(frame.t):
+                continue
+            self.sampled += 1
+            yield frame, self.pipeline.process(frame.t, frame.image)
+
+    def finish(self) -> FrameResult:
+        return self.pipeline.finish()
+
+
 def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
                   templates: PromptTemplates | None = None, label_index: int | None = None,
-                  prompt: str | None = None) -> EmotionEvent:
-    """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). By default the label
-    is the most probable one and the prompt describes this one face; the live runtime passes its smoothed label and a
-    prompt describing everyone in view."""
+                  prompt: str | None = None, raw_probs: np.ndarray | None = None) -> EmotionEvent:
+    """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
+    smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
+    the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
+    face; the live runtime passes a prompt describing everyone in view."""
     best = int(np.argmax(probs)) if label_index is None else label_index
+    smoothed = {label: round(float(p), 4) for label, p in zip(labels, probs)}
+    raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
     confidence = float(probs[best])
     templates = templates or PromptTemplates()
     if prompt is None:
@@ -101,21 +170,25 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
     return EmotionEvent(
         source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
         label=labels[best], confidence=round(confidence, 4),
-        probs={label: round(float(p), 4) for label, p in zip(labels, probs)},
+        probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
         box=tuple(round(v, 1) for v in window.box), model=model,
         prompt=prompt, messages=chat_messages(prompt, templates),
     )
 
 
 def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer,
-             templates: PromptTemplates | None = None, cache=None) -> list[EmotionEvent]:
-    """Windows from any tracks, batched max_batch at a time through the engine (with a frame-feature cache, each
-    frame is encoded once however many windows share it)."""
+             templates: PromptTemplates | None = None, cache=None,
+             smoother: Smoother | None = None) -> list[EmotionEvent]:
+    """Windows from any tracks (each track's in time order), batched max_batch at a time through the engine (with a
+    frame-feature cache, each frame is encoded once however many windows share it), smoothed per track by
+    `smoother` when given."""
     events = []
     for i in range(0, len(windows), max_batch):
         batch = windows[i:i + max_batch]
         with timer.time("infer"):
             probs = engine.predict_windows([(source, w) for w in batch], cache)
-        events.extend(emotion_event(w, p, engine.labels, source, engine.spec.name, templates)
-                      for w, p in zip(batch, probs))
+        for window, raw in zip(batch, probs):
+            label, smoothed = smoother.update(source, window.track_id, raw) if smoother else (None, raw)
+            events.append(emotion_event(window, smoothed, engine.labels, source, engine.spec.name, templates, label,
+                                        raw_probs=raw))
     return events

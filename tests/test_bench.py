@@ -29,3 +29,19 @@ def test_smaller_sizes_are_patch_multiples():
     assert smaller_sizes(224, 16) == (224, 160, 112)
     assert smaller_sizes(224, 32) == (224, 160, 128)
     assert smaller_sizes(64, 16) == (64, 48, 32)
+
+
+def test_detectors_suite_counts_faces_against_the_known_boxes(astronaut_clip):
+    from bench import detectors
+
+    rows = detectors.detection_rows(group_count=2, clip=astronaut_clip)
+    assert [r["detector"] for r in rows] == ["haar", "blazeface-short", "blazeface-full"]
+    for row in rows:
+        assert row["sample"]["frames"] == 24 and row["sample"]["cpu_ms"] > 0
+        for key in ("group", "group_min_face_24"):
+            group = row[key]
+            assert group["frames"] == 2 and len(group["hits_per_person"]) == 5
+            assert group["hits_per_person"]["120px"] == 2  # the near, upright face: every detector, every frame
+    assert rows[0]["group"]["haar_hits_missed"] == 0  # Haar against itself
+    text = detectors.describe({"clip": "x", "detection": rows, "analyze": {}, "live": {}})
+    assert "blazeface-short" in text and "Haar's hits missed" in text

@@ -36,21 +36,26 @@ def test_downscale_and_rescale_round_trip():
     assert det.box == (20, 40, 60, 80) and det.landmarks[0] == (2, 4)
 
 
-def test_auto_picks_haar_without_model_files_and_says_why(settings):
+def test_auto_picks_the_embedded_blazeface_without_model_files_and_says_why(settings):
     name, reason = choose_detector(settings)
-    assert name == "haar" and "EMOTION_SCRFD_MODEL" in reason
+    assert name == "blazeface" and "EMOTION_SCRFD_MODEL" in reason
 
 
-def test_auto_prefers_scrfd_then_yunet(tmp_path):
+def test_auto_prefers_a_configured_scrfd_then_a_configured_yunet_then_blazeface(tmp_path):
     assert choose_detector(Settings(_env_file=None, scrfd_model=tmp_path, yunet_model=tmp_path))[0] == "scrfd"
-    assert choose_detector(Settings(_env_file=None, yunet_model=tmp_path))[0] == "yunet"
+    name, reason = choose_detector(Settings(_env_file=None, yunet_model=tmp_path))
+    assert name == "yunet" and str(tmp_path) in reason
+    name, reason = choose_detector(Settings(_env_file=None))
+    assert name == "blazeface" and "EMOTION_SCRFD_MODEL" in reason
+    assert choose_detector(Settings(_env_file=None, detector="haar", yunet_model=tmp_path))[0] == "haar"
+    assert choose_detector(Settings(_env_file=None, detector="haar"))[0] == "haar"
 
 
-@pytest.mark.parametrize("field, kind", [("yunet_model", "YuNet"), ("scrfd_model", "SCRFD")])
-def test_configured_model_that_does_not_exist_names_the_path(tmp_path, field, kind):
+@pytest.mark.parametrize("field, kind, detector", [("yunet_model", "YuNet", "yunet"), ("scrfd_model", "SCRFD", "auto")])
+def test_configured_model_that_does_not_exist_names_the_path(tmp_path, field, kind, detector):
     missing = tmp_path / "models" / "missing.onnx"
     with pytest.raises(DetectorError, match=f"{kind} model.*{missing}"):
-        create_detector(Settings(_env_file=None, **{field: missing}))
+        create_detector(Settings(_env_file=None, detector=detector, **{field: missing}))
 
 
 def test_scrfd_directory_without_model_lists_what_it_looked_for(tmp_path):
@@ -68,4 +73,124 @@ def test_yunet_file_that_is_not_a_model_is_a_clear_error(tmp_path):
     bogus = tmp_path / "yunet.onnx"
     bogus.write_bytes(b"not an onnx file")
     with pytest.raises(DetectorError, match="cannot load YuNet"):
-        create_detector(Settings(_env_file=None, yunet_model=bogus))
+        create_detector(Settings(_env_file=None, detector="yunet", yunet_model=bogus))
+
+
+# ---- BlazeFace (embedded) -----------------------------------------------------------------------------------------
+
+from service.detect.blazeface import (BLAZEFACE_RANGES, MODEL_FILES, BlazeFaceFaceDetector, decode,  # noqa: E402
+                                      ssd_anchors)
+
+
+@pytest.fixture(scope="module")
+def blazeface():
+    return {name: BlazeFaceFaceDetector(name) for name in BLAZEFACE_RANGES}
+
+
+@pytest.mark.parametrize("range_name", ["short", "full"])
+def test_blazeface_finds_the_astronaut_face_where_haar_does_with_six_keypoints(blazeface, astronaut_image,
+                                                                               range_name):
+    (face,) = blazeface[range_name].detect(astronaut_image)
+    (haar,) = HaarFaceDetector().detect(astronaut_image)
+    x, y, w, h = face.box
+    assert w == h and abs(x - haar.box[0]) < 20 and abs(y - haar.box[1]) < 20 and 0.8 < w / haar.box[2] < 1.3
+    assert face.score > 0.8 and len(face.landmarks) == 6
+    (lx, ly), (rx, ry), (nx, ny) = face.landmarks[:3]
+    assert lx < nx < rx and max(ly, ry) < ny  # image-left eye first, nose below the eyes
+    assert all(x < px < x + w and y < py < y + h for px, py in face.landmarks[:4])
+
+
+def test_blazeface_finds_nothing_in_a_blank_frame(blazeface):
+    assert blazeface["short"].detect(np.full((480, 640, 3), 128, np.uint8)) == []
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1000), (1000, 7, 3), (480, 640), (480, 640, 1), (480, 640, 4),
+                                   (33, 65, 3)])
+def test_blazeface_takes_frames_of_any_size_grey_or_with_alpha(blazeface, shape):
+    frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for detector in blazeface.values():
+        assert isinstance(detector.detect(frame), list)
+
+
+def test_grey_and_bgra_frames_find_the_same_face(blazeface, astronaut_image):
+    import cv2
+
+    grey = cv2.cvtColor(astronaut_image, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(astronaut_image, cv2.COLOR_BGR2BGRA)
+    (a,), (b,) = blazeface["short"].detect(grey), blazeface["short"].detect(bgra)
+    (c,) = blazeface["short"].detect(astronaut_image)
+    assert np.allclose(b.box, c.box) and np.abs(np.subtract(a.box, c.box)).max() < 10
+
+
+def test_tilted_face_keypoints_follow_the_tilt(blazeface, astronaut_image):
+    import cv2
+
+    centre = (225, 115)
+    tilted = cv2.warpAffine(astronaut_image, cv2.getRotationMatrix2D(centre, 25, 1.0), (512, 512))
+    face = blazeface["short"].detect(tilted)[0]  # best first
+    from service.crops import eye_angle
+
+    assert abs(face.box[0] + face.box[2] / 2 - centre[0]) < 15 and abs(face.box[1] + face.box[3] / 2 - centre[1]) < 15
+
+    # Turned 25 degrees counter-clockwise on screen: the eye line now rises to the right by about that much.
+    assert -35 < eye_angle(face.landmarks) < -15
+
+
+def test_ssd_anchors_are_mediapipes():
+    short, full = BLAZEFACE_RANGES["short"], BLAZEFACE_RANGES["full"]
+    assert len(ssd_anchors(short, 128, 128)) == 896 and len(ssd_anchors(full, 192, 192)) == 2304
+    anchors = ssd_anchors(short, 128, 128)
+    # 16x16 cells of stride 8 with 2 anchors each, then 8x8 of stride 16 with 6 (three layers of the same stride)
+    assert anchors[0].tolist() == anchors[1].tolist() == [4.0, 4.0] and anchors[2].tolist() == [12.0, 4.0]
+    assert anchors[512].tolist() == [8.0, 8.0] and anchors[512:518].tolist() == [[8.0, 8.0]] * 6
+    assert len(ssd_anchors(short, 96, 128)) == 12 * 16 * 2 + 6 * 8 * 6  # any input size the strides divide
+
+
+def test_decode_clips_scores_and_merges_overlapping_boxes_by_weight():
+    config = BLAZEFACE_RANGES["short"]
+    anchors = ssd_anchors(config, 128, 128)
+    raw_boxes = np.zeros((896, 16), np.float32)
+    raw_scores = np.full((896, 1), -1e4, np.float32)  # far beyond the clip: no overflow, no face
+    # Two overlapping candidates on the first anchor position (4, 4): 20 px boxes, one shifted 2 px right.
+    raw_boxes[0, :4] = [10, 10, 20, 20]
+    raw_boxes[1, :4] = [12, 10, 20, 20]
+    raw_scores[0], raw_scores[1] = 1e4, 0.0  # sigmoid: 1 and 0.5
+    # A third, far away, on its own.
+    raw_boxes[600, :4] = [0, 0, 16, 16]
+    raw_scores[600] = 3.0
+    with np.errstate(all="raise"):
+        faces = decode(raw_boxes, raw_scores, anchors, min_score=0.4)
+    assert len(faces) == 2 and faces[0].score == 1.0
+    x, y, w, h = faces[0].box
+    # weighted mean of the centres 14 and 16 with weights 1 and 0.5 -> 14.667; size 20
+    assert x + w / 2 == pytest.approx(14 + 2 * 0.5 / 1.5, abs=1e-4) and w == pytest.approx(20)
+    assert faces[1].score == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert decode(raw_boxes, raw_scores, anchors, min_score=0.99)[0].score == 1.0
+
+
+def test_blazeface_input_grows_with_the_smallest_face_wanted():
+    short = BlazeFaceFaceDetector("short", min_face=40)
+    assert short.input_shape(480, 640) == (240, 320)  # 40 px faces -> 20 px at the input
+    assert BlazeFaceFaceDetector("short", min_face=200).input_shape(480, 640) == (96, 128)  # the model's own size
+    assert BlazeFaceFaceDetector("short", min_face=8, max_side=640).input_shape(480, 640) == (480, 640)  # capped
+    assert short.input_shape(100, 80) == (112, 80)  # never enlarged, padded to the stride
+
+
+@pytest.mark.parametrize("content", [None, b"not an onnx file"])
+def test_missing_or_corrupt_blazeface_model_is_an_error_naming_the_path(tmp_path, content):
+    path = tmp_path / MODEL_FILES["short"]
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DetectorError, match=f"BlazeFace model.*{path}.*make detectors"):
+        BlazeFaceFaceDetector("short", model=path)
+
+
+def test_detector_and_opencv_threads_come_from_the_settings():
+    import cv2
+
+    detector = create_detector(Settings(_env_file=None, detect_threads=2, opencv_threads=1))
+    assert detector.name == "blazeface" and detector._session.get_session_options().intra_op_num_threads == 2
+    assert cv2.getNumThreads() == 1
+    create_detector(Settings(_env_file=None, opencv_threads=3, detector="haar"))
+    assert cv2.getNumThreads() == 3
+    create_detector(Settings(_env_file=None))  # back to the default for the other tests

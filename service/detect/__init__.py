@@ -1,8 +1,10 @@
-"""Face detection: one interface (FaceDetector), three backends, and the choice between them."""
+"""Face detection: one interface (FaceDetector), four backends, and the choice between them."""
 
 from __future__ import annotations
 
 import logging
+
+import cv2
 
 from service.config import Settings
 from service.detect.base import Detection, FaceDetector
@@ -30,13 +32,20 @@ def _yunet(settings: Settings) -> FaceDetector:
                              settings.detect_max_side)
 
 
+def _blazeface(settings: Settings) -> FaceDetector:
+    from service.detect.blazeface import BlazeFaceFaceDetector
+
+    return BlazeFaceFaceDetector(settings.blazeface_range, min_face=settings.min_face,
+                                 threads=settings.detect_threads, max_side=settings.detect_max_side)
+
+
 def _haar(settings: Settings) -> FaceDetector:
     from service.detect.haar import HaarFaceDetector
 
     return HaarFaceDetector(settings.min_face, settings.detect_max_side)
 
 
-_BUILDERS = {"scrfd": _scrfd, "yunet": _yunet, "haar": _haar}
+_BUILDERS = {"blazeface": _blazeface, "scrfd": _scrfd, "yunet": _yunet, "haar": _haar}
 
 
 def choose_detector(settings: Settings) -> tuple[str, str]:
@@ -45,15 +54,21 @@ def choose_detector(settings: Settings) -> tuple[str, str]:
         return settings.detector, f"detector={settings.detector} was configured"
     if settings.scrfd_model is not None:
         return "scrfd", f"SCRFD model configured at {settings.scrfd_model}"
-    if settings.yunet_model is not None:
-        return "yunet", f"YuNet model configured at {settings.yunet_model}"
-    return "haar", ("no SCRFD or YuNet model configured (EMOTION_SCRFD_MODEL, EMOTION_YUNET_MODEL); "
-                    "using the Haar cascade shipped with opencv-python")
+    if settings.yunet_model is not None:  # a file the user pointed us at is what they want, as before BlazeFace
+        return "yunet", f"YuNet model configured at {settings.yunet_model} (no SCRFD model configured)"
+    return "blazeface", (f"the embedded BlazeFace ({settings.blazeface_range} range; no SCRFD or YuNet model "
+                         "configured: EMOTION_SCRFD_MODEL, EMOTION_YUNET_MODEL)")
+
+
+def apply_thread_settings(settings: Settings) -> None:
+    """OpenCV's thread pool (process-wide): 1 keeps its work in the calling thread, 0 leaves OpenCV's default."""
+    cv2.setNumThreads(0 if settings.opencv_threads == 1 else settings.opencv_threads or -1)
 
 
 def create_detector(settings: Settings) -> FaceDetector:
     """The configured detector. A configured model file that does not exist is a DetectorError naming the path,
     never a silent fallback: the user asked for that model."""
+    apply_thread_settings(settings)
     name, reason = choose_detector(settings)
     detector = _BUILDERS[name](settings)
     log.info("face detector: %s (%s)", name, reason)

@@ -13,7 +13,9 @@ import numpy as np
 class Detection:
     box: tuple[float, float, float, float]  # x, y, w, h in pixels of the frame given to detect()
     score: float
-    landmarks: tuple[tuple[float, float], ...] | None = None  # 5 points (eyes, nose, mouth corners) where known
+    # 5 points (eyes, nose, mouth corners; SCRFD, YuNet) or 6 (eyes, nose tip, mouth, ear tragions; BlazeFace), the
+    # image-left eye first, where known
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 class FaceDetector(ABC):
@@ -22,6 +24,20 @@ class FaceDetector(ABC):
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 image, best first."""
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Any frame as 3-channel BGR uint8: grey (H x W or H x W x 1) and BGRA frames are converted, BGR ones pass."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"a frame must be H x W (grey), H x W x 3 (BGR) or H x W x 4 (BGRA), got shape {image.shape}")
 
 
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
