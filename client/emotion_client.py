@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = "http://127.0.0.1:8765"  # the service's default port (8000 is the local LLM server's)
 EVENT_TYPES = ("emotion", "track_new", "track_lost", "heartbeat")  # Contract 2
 
 
@@ -163,7 +163,7 @@ class EmotionClient:
         return self._request("GET", "/v1/state", params={"source": source} if source else None).json()
 
     def job(self, job_id: str) -> dict:
-        """A clip job: {"id", "status": queued|running|done|failed, "error", "report", ...}."""
+        """A clip job: {"id", "status": queued|running|done|failed|cancelled, "error", "report", ...}."""
         return self._request("GET", f"/v1/clips/{job_id}").json()
 
     def analyze(self, path: str | Path, background: bool = False, poll_interval: float = 0.5,
@@ -202,7 +202,7 @@ class EmotionClient:
             job = self._request("GET", location).json()
             if job["status"] == "done":
                 return job["report"]
-            if job["status"] == "failed":
+            if job["status"] in ("failed", "cancelled"):  # cancelled: the service stopped before analysing it
                 error = job.get("error") or "no reason given"
                 raise ClientError(f"the service could not analyse {job.get('filename', 'the clip')}: {error}",
                                   None, error, url)

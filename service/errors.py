@@ -23,3 +23,7 @@ class SourceError(ServiceError):
 
 class UploadError(ServiceError):
     """An uploaded clip is refused (too large, empty, not a video)."""
+
+
+class ClipCancelled(ServiceError):
+    """The analysis of a clip was stopped on request (its uploader went away, or the service is stopping)."""

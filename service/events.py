@@ -27,9 +27,15 @@ class EmotionEvent(_Event):
     track_id: int
     t_start: float = Field(description="seconds since the source started, first frame of the window")
     t_end: float = Field(description="seconds since the source started, last frame of the window")
-    label: str
-    confidence: float = Field(ge=0, le=1)
-    probs: dict[str, float]
+    label: str = Field(description="the emotion, from smoothed_probs (smoothing: none, ema or hysteresis)")
+    confidence: float = Field(ge=0, le=1, description="smoothed_probs[label]")
+    probs: dict[str, float] = Field(description="the same as smoothed_probs (kept for clients of the first version)")
+    raw_probs: dict[str, float] | None = Field(
+        None, description="this window's own model output, before any smoothing (set by the service; absent only "
+                          "in events from before it was added)")
+    smoothed_probs: dict[str, float] | None = Field(
+        None, description="the track's probabilities smoothed over its windows so far, per the `smoothing` setting; "
+                          "equal to raw_probs with smoothing=none and for a track's first window")
     box: Box
     model: str
     prompt: str = Field(description="a sentence for the LLM")

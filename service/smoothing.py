@@ -57,4 +57,8 @@ class Smoother:
         return state.label, state.probs
 
     def forget(self, source: str, track_id: int) -> None:
+        """Drop an ended track's state (the live runtime calls this once none of its windows waits)."""
         self._tracks.pop((source, track_id), None)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._tracks

@@ -12,16 +12,18 @@ import uvicorn
 
 
 @contextmanager
-def running_server(app, startup_timeout: float = 60.0, send_buffer: int | None = None):
+def running_server(app, startup_timeout: float = 60.0, send_buffer: int | None = None, **config):
     """send_buffer: SO_SNDBUF of the listening socket, which accepted connections inherit; a small one makes
-    writes to a client that does not read back up within a few events instead of megabytes."""
+    writes to a client that does not read back up within a few events instead of megabytes. `config`: more
+    uvicorn.Config options (e.g. ws_ping_interval)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

@@ -39,6 +39,26 @@ def test_dockerfile_essentials(dockerfile):
     assert "[research]" not in instructions and "[dev]" not in instructions
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_carry_only_what_serving_needs(dockerfile):
+    """Both run docker/slim-venv.sh after installing: headless OpenCV (the GUI build needs libGL: Mesa and LLVM,
+    350 MB), no matplotlib, pip, test suites or byte-code; and neither installs libGL."""
+    text = dockerfile.read_text()
+    assert "COPY docker/slim-venv.sh" in text and "sh slim-venv.sh /opt/venv" in text and "--no-compile" in text
+    assert "libgl1" not in text and "opencv-python==" not in text
+
+
+def test_slim_venv_swaps_in_the_pinned_headless_opencv(tmp_path):
+    script = (ROOT / "docker" / "slim-venv.sh").read_text()
+    assert "pip uninstall -y -q opencv-python matplotlib" in script and "--force-reinstall" in script
+    assert "grep -o 'opencv-python-headless==[0-9.]*' pyproject.toml" in script
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"opencv-python-headless==4.14.0.94"' in pyproject and '"opencv-python==' not in pyproject
+    assert "haarcascade_frontalface_default.xml" in (ROOT / "service" / "detect" / "haar.py").read_text()
+    result = subprocess.run(["sh", "-n", str(ROOT / "docker" / "slim-venv.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_gpu_image_swaps_in_onnxruntime_gpu():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     assert "pip uninstall -y onnxruntime" in text and "onnxruntime-gpu==1.31.1" in text

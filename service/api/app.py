@@ -14,8 +14,8 @@ from fastapi import Depends, FastAPI
 
 from service.api.clip_jobs import ClipJobs
 from service.api.deps import Services, require_token
-from service.api.prometheus import ServiceMetrics
-from service.api.routes import clips, health, metrics, models, state, stream
+from service.api.prometheus import HttpMetricsMiddleware, ServiceMetrics
+from service.api.routes import clips, docs, health, metrics, models, state, stream, view
 from service.config import Settings
 from service.detect import create_detector
 from service.events import HeartbeatEvent
@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
         # Built here so that a bad --source fails before the server starts; its threads start in the lifespan.
         extra = {"opener": opener} if opener is not None else {}
         runtime = LiveRuntime(settings, engine, sources, observe_stage=service_metrics.observe_stage,
-                              observe_batch=service_metrics.observe_batch, **extra)
+                              observe_batch=service_metrics.observe_batch,
+                              observe_frame_to_event=service_metrics.observe_frame_to_event, **extra)
         service_metrics.watch_runtime(runtime.snapshot)
 
     @asynccontextmanager
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
             forwarder = LLMForwarder(settings.forwarder)
             # Sinks run in the publishing threads; post_from_thread hands the event to the loop without waiting.
             bus.add_sink(functools.partial(forwarder.post_from_thread, loop))
-        clip_jobs = ClipJobs(settings, engine)
+        clip_jobs = ClipJobs(settings, engine, service_metrics.uploads)
+        service_metrics.watch_clips(clip_jobs)
         app.state.services = Services(settings, engine, clip_jobs, service_metrics, bus, runtime, forwarder)
         if runtime:
             runtime.start()
@@ -75,14 +77,22 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
                 await heartbeat
             if runtime:
                 await asyncio.to_thread(runtime.stop)
-            clip_jobs.shutdown()
+            await asyncio.to_thread(clip_jobs.shutdown)
             if forwarder:
                 await forwarder.aclose(drain_timeout_s=1.0)
 
+    # docs_url, redoc_url, openapi_url: served by routes/docs.py instead (offline assets, token).
     app = FastAPI(title="emotion-perception", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
                   description="Dynamic facial-expression recognition for robots: emotion events with LLM prompts.")
+    app.add_middleware(HttpMetricsMiddleware, metrics=service_metrics)
     guarded = [Depends(require_token)]
     for router in (health.router, models.router, state.router, clips.router, metrics.router):
         app.include_router(router, dependencies=guarded)
     app.include_router(stream.router)  # checks the token itself (websockets may pass it as ?token=)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
+    if settings.view:
+        app.include_router(view.router)
+        app.mount(view.STATIC_URL, view.static_files(), name="view-static")
     return app

@@ -3,21 +3,29 @@ snapshot at scrape time (so they can never drift from what the runtime really co
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from service.api.clip_jobs import ClipJobs, ClipObserver
+from service.live.state import RuntimeStatus
+
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From a frame's capture to its event: at least the inference time, at most about stall_s.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CLIP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SIZE_BUCKETS = tuple(float(2 ** n) for n in range(10, 31, 2))  # 1 KiB .. 1 GiB
 
 
 class RuntimeCollector(Collector):
-    def __init__(self, snapshot):
-        self._snapshot = snapshot  # () -> dict, LiveRuntime.snapshot or None when no live runtime
+    def __init__(self, snapshot: Callable[[], RuntimeStatus]):
+        self._snapshot = snapshot  # LiveRuntime.snapshot
 
     def collect(self):
         snap = self._snapshot()
-        if snap is None:
-            return
         per_source = {
             "emotion_source_fps": (GaugeMetricFamily, "sampled frames processed per second", "fps_processed"),
             "emotion_source_up": (GaugeMetricFamily, "1 while the source delivers frames", "alive"),
@@ -31,26 +39,69 @@ class RuntimeCollector(Collector):
         }
         for name, (family, doc, key) in per_source.items():
             metric = family(name, doc, labels=["source"])
-            for source, values in snap["sources"].items():
-                metric.add_metric([source], float(values[key]))
+            for source, values in snap.sources.items():
+                metric.add_metric([source], float(getattr(values, key)))
             yield metric
         tracks = GaugeMetricFamily("emotion_tracks", "faces tracked now", labels=["source"])
-        for source, values in snap["sources"].items():
-            tracks.add_metric([source], len(values["tracks"]))
+        for source, values in snap.sources.items():
+            tracks.add_metric([source], len(values.tracks))
         yield tracks
         yield GaugeMetricFamily("emotion_window_queue_depth", "windows waiting for inference",
-                                value=snap["windows_queue_depth"])
+                                value=snap.windows_queue_depth)
         yield CounterMetricFamily("emotion_windows_dropped", "windows dropped because inference lagged",
-                                  value=snap["windows_dropped"])
-        yield CounterMetricFamily("emotion_windows_classified", "windows classified", value=snap["windows_classified"])
-        yield CounterMetricFamily("emotion_events_published", "events published", value=snap["events_published"])
-        yield GaugeMetricFamily("emotion_websocket_clients", "websocket subscribers", value=snap["subscribers"])
-        yield CounterMetricFamily("emotion_websocket_events_dropped", "events slow websocket clients lost",
-                                  value=snap["events_dropped_slow_clients"])
+                                  value=snap.windows_dropped)
+        yield CounterMetricFamily("emotion_windows_classified", "windows classified", value=snap.windows_classified)
+        yield CounterMetricFamily("emotion_events_published", "events published", value=snap.events_published)
+        yield GaugeMetricFamily("emotion_websocket_clients", "websocket subscribers", value=snap.subscribers)
+        yield CounterMetricFamily("emotion_websocket_events_dropped",
+                                  "events lost by websocket clients that lagged subscriber_queue events behind "
+                                  "(their oldest go first)", value=snap.events_dropped_slow_clients)
         restarts = CounterMetricFamily("emotion_watchdog_restarts", "restarts by the watchdog", labels=["component"])
-        for component, count in snap["watchdog_restarts"].items():
+        for component, count in snap.watchdog_restarts.items():
             restarts.add_metric([component], count)
         yield restarts
+
+
+class ClipCollector(Collector):
+    """The clip queue as it is at scrape time."""
+
+    def __init__(self, clips: ClipJobs):
+        self._clips = clips
+
+    def collect(self):
+        yield GaugeMetricFamily("emotion_clip_queue_depth", "uploaded clips waiting for a clip worker",
+                                value=self._clips.queued)
+        yield GaugeMetricFamily("emotion_clip_workers_busy", "clip workers analysing a clip", value=self._clips.busy)
+
+
+class UploadMetrics(ClipObserver):
+    """Uploads by outcome, their sizes, time waiting in the clip queue and time analysing (ClipJobs reports here)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.uploads = Counter("emotion_uploads", "clip uploads by outcome: done, failed (not a video, corrupt, too "
+                               "long), cancelled (the client went away while it waited), queue_full (429), refused "
+                               "(400/413 before analysis), abandoned (the client left during the upload)", ["outcome"],
+                               registry=registry)
+        self.size = Histogram("emotion_upload_bytes", "size of each accepted upload (its clip part)",
+                              buckets=SIZE_BUCKETS, registry=registry)
+        self.queue_wait = Histogram("emotion_clip_queue_wait_seconds", "time an upload waited for a clip worker",
+                                    buckets=CLIP_BUCKETS, registry=registry)
+        self.analysis = Histogram("emotion_clip_analysis_seconds", "time a clip worker spent on an upload",
+                                  buckets=CLIP_BUCKETS, registry=registry)
+
+    def queued(self, size_bytes: int) -> None:
+        self.size.observe(size_bytes)
+
+    def refused(self, reason: str) -> None:
+        self.uploads.labels(reason).inc()
+
+    def started(self, waited_s: float) -> None:
+        self.queue_wait.observe(waited_s)
+
+    def finished(self, outcome: str, analysis_s: float) -> None:
+        self.uploads.labels(outcome).inc()
+        if outcome != "cancelled" or analysis_s > 0:  # a job cancelled while queued never ran
+            self.analysis.observe(analysis_s)
 
 
 class ServiceMetrics:
@@ -60,6 +111,22 @@ class ServiceMetrics:
                                        buckets=STAGE_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("emotion_inference_batch_size", "windows per inference call",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.frame_to_event = Histogram(
+            "emotion_frame_to_event_seconds", "from the capture of a window's last frame to the publication of its "
+            "emotion event (live sources)", buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.uploads = UploadMetrics(self.registry)
+        self.http_requests = Counter("emotion_http_requests", "HTTP requests by method, route and status",
+                                     ["method", "route", "status"], registry=self.registry)
+        self.http_seconds = Histogram("emotion_http_request_seconds", "time to answer an HTTP request",
+                                      ["method", "route"], buckets=STAGE_BUCKETS + (30.0, 60.0, 300.0),
+                                      registry=self.registry)
+        self.websocket_disconnects = Counter(
+            "emotion_websocket_disconnects", "websocket clients gone, by reason: closed (by the client), "
+            "lost (no answer to a ping within ws_ping_timeout_s, or the connection broke)", ["reason"],
+            registry=self.registry)
+        self.websocket_undelivered = Counter(
+            "emotion_websocket_events_undelivered", "events still queued for a websocket client when it went away",
+            registry=self.registry)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(stage).observe(seconds)
@@ -67,5 +134,39 @@ class ServiceMetrics:
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
-    def watch_runtime(self, snapshot) -> None:
+    def observe_frame_to_event(self, seconds: float) -> None:
+        self.frame_to_event.observe(seconds)
+
+    def watch_runtime(self, snapshot: Callable[[], RuntimeStatus]) -> None:
         self.registry.register(RuntimeCollector(snapshot))
+
+    def watch_clips(self, clips: ClipJobs) -> None:
+        self.registry.register(ClipCollector(clips))
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request by its route template (/v1/clips/{job_id}, not one series per id).
+    Plain ASGI, so that streaming bodies and disconnect detection pass through untouched."""
+
+    def __init__(self, app, metrics: ServiceMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.http_requests.labels(method, name, str(status["code"])).inc()
+            self.metrics.http_seconds.labels(method, name).observe(time.perf_counter() - started)

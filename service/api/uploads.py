@@ -1,5 +1,6 @@
 """Receiving an uploaded clip: the multipart body is streamed into a private temporary file with the size limit
-enforced while bytes arrive (a 10 GB upload is refused after max bytes, not after it has filled the disk)."""
+enforced on the whole body while bytes arrive (a 10 GB upload, or a small clip beside a 10 GB extra field, is
+refused after max bytes, not after it has filled the disk or the memory)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.errors import UploadError
 
 
 class UploadTooLarge(UploadError):
     pass
+
+
+class UploadAbandoned(UploadError):
+    """The client went away before the body was complete."""
+
+
+FRAMING_ALLOWANCE = 64 * 1024  # multipart boundaries and part headers around the clip
 
 
 @dataclass
@@ -29,9 +37,10 @@ class ReceivedUpload:
 
 
 async def receive_clip(request: Request, field: str, max_bytes: int) -> ReceivedUpload:
-    """Stream the multipart field `field` of the request to a temporary file. The caller deletes it."""
+    """Stream the multipart field `field` of the request to a temporary file. The caller deletes it. The whole body
+    counts against max_bytes (plus a small framing allowance): other parts are not stored, but they are not free."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:  # multipart framing allowance
+    if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_ALLOWANCE:
         raise UploadTooLarge(f"upload of {int(declared)} bytes is over the limit of {max_bytes} bytes")
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
@@ -74,12 +83,20 @@ async def receive_clip(request: Request, field: str, max_bytes: int) -> Received
     parser = MultipartParser(params[b"boundary"], {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data})
+    body_bytes = 0
     try:
         async for chunk in request.stream():
+            body_bytes += len(chunk)
+            if body_bytes > max_bytes + FRAMING_ALLOWANCE:  # a chunked body has no Content-Length to refuse early
+                raise UploadTooLarge(f"upload body is over the limit of {max_bytes} bytes")
             parser.write(chunk)
             if state["too_large"]:
                 raise UploadTooLarge(f"upload is over the limit of {max_bytes} bytes")
         parser.finalize()
+    except ClientDisconnect:
+        out.close()
+        path.unlink(missing_ok=True)
+        raise UploadAbandoned("the client went away during the upload") from None
     except UploadError:
         out.close()
         path.unlink(missing_ok=True)

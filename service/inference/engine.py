@@ -132,6 +132,8 @@ class OnnxEngine:
         self.spec = bundle.spec
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        # Idle pool threads sleep instead of spinning: a robot shares its CPU (intra_op_threads caps the rest).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         chosen = choose_providers(providers, available)
         try:

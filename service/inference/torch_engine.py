@@ -1,5 +1,5 @@
 """The PyTorch backend, for research: runs a models.train checkpoint directly, without exporting it first. Same
-interface as OnnxEngine (spec, labels, providers, predict, predict_windows); needs the research extra (torch)."""
+interface as OnnxEngine (the Engine protocol, service/inference/base.py); needs the research extra (torch)."""
 
 from __future__ import annotations
 

@@ -68,3 +68,8 @@ class BoundedQueue(Generic[T]):
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
+
+    def holds(self, predicate) -> bool:
+        """Whether an item waiting now satisfies predicate(item)."""
+        with self._cond:
+            return any(predicate(item) for item in self._items)

@@ -22,11 +22,6 @@ class SourceSpec:
     uri: str | int  # what OpenCV opens: an index, a device path, a URL or a file path
     kind: SourceKind
 
-    @property
-    def is_live(self) -> bool:
-        """Live sources drop old frames under load; a file plays at its own rate and loops."""
-        return self.kind is not SourceKind.FILE
-
 
 _STREAM = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 

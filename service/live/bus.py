@@ -1,5 +1,7 @@
 """The event bus: workers publish from their threads; websocket subscribers and sinks (JSONL log, LLM forwarder)
-consume. A subscriber that cannot keep up loses its oldest events (counted); it never slows the pipeline."""
+consume. A subscriber more than subscriber_queue events behind loses its oldest events (counted in dropped_total);
+it never slows the pipeline. (A websocket client that stops reading altogether is disconnected by the server's ping
+timeout, usually before it is that far behind: see routes/stream.py.)"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +83,16 @@ class EventBus:
             sub.dropped += 1
             self.dropped_total += 1
         sub.queue.put_nowait(event)
+
+
+def jsonl_sink(path: Path) -> Callable[[object], None]:
+    """A sink appending each event to a JSON Lines file (the event log)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def write(event) -> None:
+        line = event.model_dump_json()
+        with lock, open(path, "a") as f:
+            f.write(line + "\n")
+
+    return write

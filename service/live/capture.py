@@ -77,8 +77,11 @@ class CaptureThread(threading.Thread):
                 capture.release()
                 self._failed(f"cannot open {self.spec.kind.value} {self.spec.uri}", next(delays))
                 continue
+            # A file looping, or a source back after a failure: said once at INFO, not on every loop.
+            first_or_recovered = self.opened_at is None or self.status == "reconnecting"
             self.status, self.opened_at = "open", self.clock()
-            log.info("source %s opened (%s)", self.spec.name, self.spec.uri)
+            log.log(logging.INFO if first_or_recovered else logging.DEBUG, "source %s opened (%s)", self.spec.name,
+                    self.spec.uri)
             read = self._read_until_failure(capture)
             capture.release()
             if self.stopping:
@@ -108,6 +111,7 @@ class CaptureThread(threading.Thread):
                 return read
             read += 1
             self.frames_read += 1
+            self.last_error = None  # delivering again: an old failure is history, not the current state
             now = self.clock()
             self.last_frame_at = now
             if self.sampler.accept(now):

@@ -1,10 +1,13 @@
 """What the service currently sees: per source, its status and the tracks in view with their current labels.
-Written by the workers, read by GET /v1/state and by the prompt formatter (which describes everyone in view)."""
+Written by the workers, read by GET /v1/state (as RuntimeStatus), by the prompt formatter (which describes
+everyone in view) and by the browser view."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
 
 from service.events import Box
 
@@ -70,3 +73,45 @@ class LiveState:
     def sources(self) -> list[str]:
         with self._lock:
             return list(self._sources)
+
+
+# ---- GET /v1/state's answer -----------------------------------------------------------------------------------------
+
+
+class TrackStatus(BaseModel):
+    track_id: int
+    box: Box
+    first_seen: float = Field(description="service clock, seconds")
+    last_seen: float
+    label: str | None = Field(description="current (smoothed) label; null until the track's first window")
+    confidence: float | None
+    probs: dict[str, float] | None = Field(description="the smoothed probabilities of the latest window")
+
+
+class SourceStatus(BaseModel):
+    kind: str = Field(description="camera, stream or file")
+    uri: str
+    status: str = Field(description="starting, open, reconnecting or stopped")
+    alive: bool = Field(description="the source delivers frames")
+    last_error: str | None = Field(description="why the source last failed; null once it delivers again")
+    fps_processed: float
+    frames_read: int
+    frames_sampled: int
+    frames_dropped: int = Field(description="sampled frames dropped because the face worker lagged")
+    queue_depth: int
+    reconnects: int
+    frame_width: int
+    tracks: list[TrackStatus]
+
+
+class RuntimeStatus(BaseModel):
+    t: float | None = Field(description="service clock, seconds; null without live sources")
+    model: str
+    sources: dict[str, SourceStatus] = Field(default_factory=dict)
+    windows_queue_depth: int = 0
+    windows_dropped: int = 0
+    windows_classified: int = 0
+    events_published: int = 0
+    subscribers: int = 0
+    events_dropped_slow_clients: int = 0
+    watchdog_restarts: dict[str, int] = Field(default_factory=dict)

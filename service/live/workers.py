@@ -2,7 +2,7 @@
 
 FaceWorker (one per source): sampled frames -> FacePipeline (detect, track, crop, window buffers) -> lifecycle
 events and ready windows. InferenceWorker (one for all sources): ready windows from every track and source batched
-into one inference call -> smoothing -> emotion events with prompts describing everyone in view.
+into one inference call, each window's probabilities handed on (service/live/emotions.py builds the events).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.events import EmotionEvent
+from service.inference.base import Engine
 from service.inference.engine import FrameFeatureCache
 from service.ingest.queues import BoundedQueue
 from service.live.capture import CapturedFrame
+from service.live.latest_frames import LatestFrames, TrackedFace
 from service.live.state import LiveState
 from service.metrics import RateMeter
 from service.pipeline import FacePipeline
-from service.smoothing import Smoother
 from service.windows import Window
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,15 @@ class _Worker(threading.Thread):
 
 
 class FaceWorker(_Worker):
-    # A source silent this long (camera unplugged, stream down) ends its tracks: nobody is known to be in view.
-    SILENCE_ENDS_TRACKS_S = 3.0
-
     def __init__(self, source: str, frames: BoundedQueue[CapturedFrame], pipeline: FacePipeline,
                  windows: BoundedQueue[PendingWindow], state: LiveState, publish: Callable[[object], None],
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], latest_frames: LatestFrames | None = None, silence_s: float = 3.0):
         super().__init__(f"faces-{source}", clock)
+        # A source silent this long (camera unplugged, stream down) ends its tracks: nobody is known to be in view.
+        self.silence_s = silence_s
         self.source, self.frames, self.pipeline, self.windows = source, frames, pipeline, windows
         self.state, self.publish = state, publish
+        self.latest_frames = latest_frames  # the browser view's store; None when the view is off
         self.processed = RateMeter()
         self.last_frame_at = clock()
 
@@ -72,7 +72,7 @@ class FaceWorker(_Worker):
             if self.stopping:
                 continue
             if frame is None:
-                if self.pipeline.has_tracks and self.clock() - self.last_frame_at > self.SILENCE_ENDS_TRACKS_S:
+                if self.pipeline.has_tracks and self.clock() - self.last_frame_at > self.silence_s:
                     self._emit(self.pipeline.finish())
                 continue
             self.last_frame_at = self.clock()
@@ -91,28 +91,37 @@ class FaceWorker(_Worker):
         width = frame.image.shape[1]
         for face in self.pipeline.last_faces:
             self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width)
+        if self.latest_frames is not None:
+            self.latest_frames.put(self.source, frame.t, frame.image,
+                                   [TrackedFace(f.track_id, f.detection.box) for f in self.pipeline.last_faces])
         self._emit(result)
 
     def _emit(self, result) -> None:
+        # Windows first: when a track_lost is published, its last window is already queued for inference (the
+        # smoothing of an ended track is forgotten once none of its windows waits).
+        for window in result.windows:
+            self.windows.put(PendingWindow(self.source, window))
         for event in result.lifecycle:
             if event.type == "track_lost":
                 self.state.track_lost(self.source, event.track_id)
             self.publish(event)
-        for window in result.windows:
-            self.windows.put(PendingWindow(self.source, window))
 
 
 class InferenceWorker(_Worker):
-    def __init__(self, engine, windows: BoundedQueue[PendingWindow], max_batch: int, smoother: Smoother,
-                 make_event: Callable[[PendingWindow, int, np.ndarray], EmotionEvent], publish: Callable[[object], None],
-                 clock: Callable[[], float], observe_batch: Callable[[int], None] | None = None,
-                 observe_latency: Callable[[float], None] | None = None):
+    """Batches ready windows through the engine and hands each window's probabilities to `on_probs` (the live
+    runtime's EmotionEvents: smoothing, event, publication); `after_batch` runs once per batch."""
+
+    def __init__(self, engine: Engine, windows: BoundedQueue[PendingWindow], max_batch: int,
+                 on_probs: Callable[[PendingWindow, np.ndarray], None], clock: Callable[[], float],
+                 after_batch: Callable[[], None] | None = None, observe_batch: Callable[[int], None] | None = None,
+                 observe_latency: Callable[[float], None] | None = None, frame_cache_frames: int = 4096):
         super().__init__("inference", clock)
-        self.engine, self.windows, self.max_batch, self.smoother = engine, windows, max_batch, smoother
-        self.make_event, self.publish = make_event, publish
+        self.engine, self.windows, self.max_batch = engine, windows, max_batch
+        self.on_probs, self.after_batch = on_probs, after_batch
         self.observe_batch, self.observe_latency = observe_batch, observe_latency
         self.windows_done = 0
-        self.frame_cache = FrameFeatureCache()  # this worker's own: a frame shared by windows is encoded once
+        # This worker's own: a frame shared by windows is encoded once.
+        self.frame_cache = FrameFeatureCache(frame_cache_frames)
 
     def run(self) -> None:
         while not self.stopping:
@@ -138,6 +147,7 @@ class InferenceWorker(_Worker):
         if self.observe_batch:
             self.observe_batch(len(batch))
         for pending, p in zip(batch, probs):
-            label, smoothed = self.smoother.update(pending.source, pending.window.track_id, p)
-            self.publish(self.make_event(pending, label, smoothed))
+            self.on_probs(pending, p)
             self.windows_done += 1
+        if self.after_batch:
+            self.after_batch()

@@ -82,3 +82,48 @@ def test_token_is_required(clip_server):
         assert httpx.get(clip_server + path).status_code == 401
         assert httpx.get(clip_server + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.post(clip_server + "/v1/clips", files={"file": ("a.mp4", b"x")}).status_code == 401
+
+
+def test_warnings_do_not_show_the_servers_temporary_path(clip_server, astronaut_clip):
+    # The clip's second half overwritten with noise: decoding stops part-way, with a warning that says so.
+    import random
+
+    data = bytearray(astronaut_clip.read_bytes())
+    noise = random.Random(1)
+    for i in range(len(data) // 2, len(data) - 2000):  # the index (moov) at the end stays readable
+        data[i] = noise.randrange(256)
+    response = post(clip_server, bytes(data), filename="broken.mp4")
+    assert response.status_code == 200, response.text
+    warnings = response.json()["warnings"]
+    assert warnings and "decoding stopped" in warnings[0] and warnings[0].startswith("broken.mp4")
+    assert not any("/tmp" in w or ".upload" in w for w in warnings)
+
+
+def test_the_limit_counts_the_whole_body_not_only_the_clip(clip_server, astronaut_clip):
+    """A chunked body (no Content-Length to refuse early) with a valid clip beside a large extra field."""
+    boundary = "xYzBoundary"
+
+    def body():
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n"
+               "Content-Type: video/mp4\r\n\r\n").encode() + astronaut_clip.read_bytes() + b"\r\n"
+        yield f"--{boundary}\r\nContent-Disposition: form-data; name=\"padding\"\r\n\r\n".encode()
+        for _ in range(20):
+            yield b"x" * 100_000  # 2 MB under a 1 MB limit
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(clip_server + "/v1/clips", content=body(), timeout=60,
+                          headers=AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_uploads_and_requests_are_measured(clip_server, astronaut_clip):
+    assert post(clip_server, astronaut_clip.read_bytes()).status_code == 200
+    text = httpx.get(clip_server + "/metrics", headers=AUTH).text
+    for name in ('emotion_uploads_total{outcome="done"}', "emotion_upload_bytes_count",
+                 "emotion_upload_bytes_sum", "emotion_clip_queue_wait_seconds_count",
+                 "emotion_clip_analysis_seconds_count", "emotion_clip_queue_depth", "emotion_clip_workers_busy",
+                 'emotion_http_requests_total{method="POST",route="/v1/clips",status="200"}',
+                 'emotion_http_request_seconds_count{method="POST",route="/v1/clips"}'):
+        assert name in text, name
+    done = next(line for line in text.splitlines() if line.startswith('emotion_uploads_total{outcome="done"}'))
+    assert float(done.split()[-1]) >= 1

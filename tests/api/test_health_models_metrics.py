@@ -36,3 +36,26 @@ def test_openapi_documents_the_api(live_server):
     assert {"/v1/clips", "/v1/clips/{job_id}", "/v1/state", "/v1/models", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/v1/clips"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["file"]
+
+
+def test_metrics_measure_frame_to_event_latency_and_http_requests(live_server):
+    def observed():
+        text = httpx.get(live_server + "/metrics").text
+        line = next((l for l in text.splitlines() if l.startswith("emotion_frame_to_event_seconds_count")), None)
+        return line is not None and float(line.split()[-1]) > 0 and text
+
+    text = wait_for(observed, timeout=60)
+    assert 'emotion_frame_to_event_seconds_bucket{le="30.0"}' in text
+    assert 'emotion_http_requests_total{method="GET",route="/metrics",status="200"}' in text
+
+
+def test_state_has_a_typed_response_model(live_server):
+    from service.api import create_app
+    from service.config import Settings
+    from service.live.state import RuntimeStatus
+
+    schema = create_app(Settings(_env_file=None), live=False).openapi()
+    ok = schema["paths"]["/v1/state"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["$ref"].endswith("/RuntimeStatus") and "SourceStatus" in schema["components"]["schemas"]
+    state = RuntimeStatus.model_validate(get_json(live_server, "/v1/state"))  # the answer is what it says
+    assert state.sources["face"].kind == "file"

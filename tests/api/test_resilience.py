@@ -29,7 +29,7 @@ def test_a_source_that_fails_and_comes_back_is_reopened(astronaut_clip, tmp_path
         os.rename(tmp_path / "away.mp4", clip)
         back = wait_for(lambda: (s := source())["status"] == "open" and s["frames_read"] > gone["frames_read"] and s,
                         timeout=30)
-        assert back["reconnects"] >= 1
+        assert back["reconnects"] >= 1 and back["last_error"] is None  # recovered: the old error is history
         assert httpx.get(base + "/healthz").status_code == 200
 
 
@@ -73,3 +73,24 @@ def test_a_slow_websocket_client_loses_events_and_does_not_stall_others(astronau
             assert state["sources"]["face"]["frames_read"] > 0 and state["events_published"] > 200
         finally:
             slow.close()
+
+
+def test_a_client_that_never_reads_is_disconnected_and_counted(astronaut_clip):
+    """It never answers a ping either: the server closes it after ws_ping_interval + ws_ping_timeout, and /metrics
+    says so (disconnects by reason, events it never got), as the README does."""
+    settings = Settings(_env_file=None, heartbeat_s=0.05)
+    app = create_app(settings, sources=[f"face={astronaut_clip}"])
+    with running_server(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as base:
+        silent = _raw_websocket_that_never_reads(base)
+        try:
+            def lost() -> float:
+                text = httpx.get(base + "/metrics").text
+                line = next((l for l in text.splitlines()
+                             if l.startswith('emotion_websocket_disconnects_total{reason="lost"}')), None)
+                return line is not None and float(line.split()[-1]) >= 1
+
+            wait_for(lost, timeout=30)
+            assert get_json(base, "/v1/state")["subscribers"] == 0
+            assert "emotion_websocket_events_undelivered_total" in httpx.get(base + "/metrics").text
+        finally:
+            silent.close()

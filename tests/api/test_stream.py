@@ -64,3 +64,14 @@ def test_state_shows_the_happy_face(live_server):
     assert tracks[0]["label"] == "happy"
     state = get_json(live_server, "/v1/state?source=face")
     assert state["sources"]["face"]["alive"] and state["sources"]["face"]["frames_read"] > 0
+
+
+def test_live_events_carry_raw_and_smoothed_probabilities(live_server):
+    events = asyncio.run(collect(ws_url(live_server), lambda ev: sum(e["type"] == "emotion" for e in ev) >= 2))
+    emotions = [e for e in events if e["type"] == "emotion"]
+    for event in emotions:
+        assert set(event["raw_probs"]) == set(event["smoothed_probs"]) == set(event["probs"])
+        assert event["probs"] == event["smoothed_probs"]  # compatible: `probs` kept its live meaning
+        assert event["confidence"] == event["smoothed_probs"][event["label"]]
+    # EMA (the default): after a track's first window the smoothed values are no longer the window's own.
+    assert any(e["raw_probs"] != e["smoothed_probs"] for e in emotions)

@@ -291,3 +291,12 @@ def test_cli_usage_mistakes_are_exit_2(closed_port_url, astronaut_clip, args, wo
     if "--url" not in args:
         args = ["--url", closed_port_url, *args]  # found before any request: no service needed
     assert_one_line_error(run_cli(*args), 2, *words)
+
+
+def test_default_url_is_the_services_default_port():
+    from urllib.parse import urlsplit
+
+    from client import DEFAULT_URL
+    from service.config import Settings
+
+    assert urlsplit(DEFAULT_URL).port == Settings.model_fields["port"].default == 8765

@@ -123,8 +123,7 @@ def test_a_silent_source_ends_its_tracks():
     state.add_source("cam", "camera")
     state.track_seen("cam", 1, (0, 0, 1, 1), 0.0, 640)
     worker = FaceWorker("cam", BoundedQueue(2), OnePersonPipeline(), BoundedQueue(4), state, published.append,
-                        time.monotonic)
-    worker.SILENCE_ENDS_TRACKS_S = 0.2
+                        time.monotonic, silence_s=0.2)
     worker.start()
     deadline = time.monotonic() + 10
     while not published and time.monotonic() < deadline:

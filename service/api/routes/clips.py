@@ -1,18 +1,22 @@
-"""Uploaded clips: POST a video, get its emotion timeline (ClipReport); large ones are processed in the background."""
+"""Uploaded clips: POST a video, get its emotion timeline (ClipReport); large ones are processed in the background.
+A full clip queue answers 429 with Retry-After; a request whose client goes away is cancelled."""
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from service.api.clip_jobs import ClipJob
+from service.api.clip_jobs import ClipJob, QueueFull
 from service.api.deps import ServicesDep
-from service.api.uploads import UploadTooLarge, receive_clip
-from service.errors import UploadError
+from service.api.uploads import UploadAbandoned, UploadTooLarge, receive_clip
+from service.errors import ServiceError, UploadError
 
 router = APIRouter(prefix="/v1/clips", tags=["clips"])
 
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary", "description": "the video clip"}}}}}}}
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for a request whose client went away (in /metrics only)
 
 
 def _clip_error_status(message: str) -> int:
@@ -23,26 +27,43 @@ def _clip_error_status(message: str) -> int:
     200: {"description": "the clip's report (ClipReport)"},
     202: {"description": "accepted for background analysis; poll the Location"},
     400: {"description": "empty upload or no 'file' field"}, 413: {"description": "over the upload limit"},
-    422: {"description": "not a video, or corrupt"}})
+    422: {"description": "not a video, or corrupt"},
+    429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"}})
 async def post_clip(request: Request, services: ServicesDep, background: bool = False) -> JSONResponse:
     """Analyse a clip completely (every frame decoded, sampled to sample_fps). Clips over sync_upload_mb, or with
     `?background=true`, are answered 202 with `Location: /v1/clips/{id}`. The upload is deleted when the analysis
-    ends; frames are not stored."""
-    settings = services.settings
+    ends; frames are not stored. If the client of a waiting request goes away, its analysis is cancelled."""
+    settings, observer = services.settings, services.metrics.uploads
     try:
         upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024))
+    except UploadAbandoned as exc:
+        observer.refused("abandoned")
+        raise HTTPException(CLIENT_CLOSED_REQUEST, str(exc)) from None
     except UploadTooLarge as exc:
+        observer.refused("refused")
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except UploadError as exc:
+        observer.refused("refused")
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     if upload.size == 0:
         upload.delete()
+        observer.refused("refused")
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"uploaded file {upload.filename!r} is empty")
-    if background or upload.size > settings.sync_upload_mb * 1024 * 1024:
-        job, _ = services.clips.submit(upload)
-        return JSONResponse(job.model_dump(mode="json", exclude={"report"}), status_code=status.HTTP_202_ACCEPTED,
-                            headers={"Location": f"/v1/clips/{job.id}"})
-    job = await services.clips.run(upload)
+    try:
+        if background or upload.size > settings.sync_upload_mb * 1024 * 1024:
+            job, _ = services.clips.submit(upload)
+            return JSONResponse(job.model_dump(mode="json", exclude={"report"}),
+                                status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/v1/clips/{job.id}"})
+        job = await services.clips.run(upload, request.is_disconnected)
+    except QueueFull as exc:
+        upload.delete()
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except ServiceError as exc:  # the service is shutting down
+        upload.delete()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if job.status == "cancelled":  # nobody is listening any more
+        raise HTTPException(CLIENT_CLOSED_REQUEST, job.error)
     if job.status == "failed":
         raise HTTPException(_clip_error_status(job.error or ""), job.error)
     return JSONResponse(job.report.model_dump(mode="json"))

@@ -3,17 +3,18 @@
 from fastapi import APIRouter, HTTPException
 
 from service.api.deps import ServicesDep
+from service.live.state import RuntimeStatus
 
 router = APIRouter(prefix="/v1/state", tags=["state"])
 
 
-@router.get("")
-def get_state(services: ServicesDep, source: str | None = None) -> dict:
+@router.get("", response_model=RuntimeStatus, responses={404: {"description": "no such source"}})
+def get_state(services: ServicesDep, source: str | None = None) -> RuntimeStatus:
     if services.runtime is None:
-        return {"t": None, "model": services.engine.spec.name, "sources": {}}
+        return RuntimeStatus(t=None, model=services.engine.spec.name)
     snapshot = services.runtime.snapshot()
     if source is not None:
-        if source not in snapshot["sources"]:
-            raise HTTPException(404, f"no source {source!r}; sources: {', '.join(snapshot['sources']) or 'none'}")
-        snapshot["sources"] = {source: snapshot["sources"][source]}
+        if source not in snapshot.sources:
+            raise HTTPException(404, f"no source {source!r}; sources: {', '.join(snapshot.sources) or 'none'}")
+        snapshot.sources = {source: snapshot.sources[source]}
     return snapshot

@@ -1,0 +1,70 @@
+"""Keeping the live pipeline running: what the watchdog checks of each component, and how each is restarted.
+
+A restarted face worker gets a new FacePipeline (its own detector and tracker: the stuck worker may still be inside
+the old ones, which are not thread-safe); the tracks it had end, with track_lost events. A restarted capture or
+inference worker is a new thread on the same queues.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from service.events import TrackEvent
+from service.live.watchdog import Health, Watchdog
+
+if TYPE_CHECKING:
+    from service.live.runtime import LiveRuntime, SourceRunner
+
+log = logging.getLogger(__name__)
+
+
+def capture_health(runner: SourceRunner) -> Health:
+    capture = runner.capture
+    # While reconnecting, the capture runs its own backoff; only an open source that stops delivering stalls.
+    progress = (capture.last_frame_at or capture.opened_at) if capture.status == "open" else None
+    return Health(capture.is_alive(), progress)
+
+
+def worker_health(worker) -> Health:
+    return Health(worker.is_alive(), worker.heartbeat, worker.busy_since)
+
+
+class Supervisor:
+    def __init__(self, runtime: LiveRuntime, watchdog: Watchdog):
+        self.runtime, self.watchdog = runtime, watchdog
+
+    def watch_source(self, runner: SourceRunner) -> None:
+        name = runner.spec.name
+        self.watchdog.watch(f"capture:{name}", lambda: capture_health(runner), lambda: self.restart_capture(runner))
+        self.watchdog.watch(f"faces:{name}", lambda: worker_health(runner.worker),
+                            lambda: self.restart_face_worker(runner))
+
+    def watch_inference(self) -> None:
+        self.watchdog.watch("inference", lambda: worker_health(self.runtime.inference), self.restart_inference)
+
+    def restart_capture(self, runner: SourceRunner) -> None:
+        runner.capture.stop()  # a capture stuck inside OpenCV exits when its read returns
+        runner.capture = self.runtime.new_capture(runner.spec, runner.frames)
+        runner.capture.start()
+
+    def restart_face_worker(self, runner: SourceRunner) -> None:
+        runner.worker.stop()
+        self.end_tracks(runner.spec.name)
+        runner.worker = self.runtime.new_face_worker(runner.spec, runner.frames, runner.timer)
+        runner.worker.start()
+
+    def end_tracks(self, source: str) -> None:
+        """The new pipeline starts with no track: the old ones end now (their windows in progress are lost)."""
+        runtime = self.runtime
+        tracks, _ = runtime.state.tracks(source)
+        for track in tracks:
+            runtime.state.track_lost(source, track.track_id)
+            runtime.bus.publish(TrackEvent(source=source, type="track_lost", track_id=track.track_id,
+                                           t=round(runtime.clock(), 3), box=track.box))
+
+    def restart_inference(self) -> None:
+        old = self.runtime.inference
+        old.stop()
+        self.runtime.inference = self.runtime.new_inference_worker(old.observe_batch)
+        self.runtime.inference.start()

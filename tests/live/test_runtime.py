@@ -1,0 +1,174 @@
+"""The live runtime's parts: restarts (a restarted face worker gets its own pipeline), emotion events (raw and
+smoothed probabilities; an ended track's smoothing is forgotten), a looping file source that logs once, and the
+one Engine protocol both backends follow."""
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from service.events import TrackEvent
+from service.ingest.queues import BoundedQueue
+from service.ingest.sources import parse_source
+from service.live.capture import CaptureThread
+from service.live.emotions import EmotionEvents
+from service.live.state import LiveState
+from service.live.workers import PendingWindow
+from service.windows import Window
+from tests.live.test_sources_capture import FakeCamera
+from tests.server import wait_for
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt", "anxiety", "helpless",
+          "disappointed"]  # not 7: nothing may assume the 7 basic labels
+
+
+class FakeSpec:
+    name = "fake-model"
+    labels = LABELS
+
+
+class FakeEngine:
+    spec = FakeSpec()
+    labels = LABELS
+
+
+def window(track_id: int, t_end: float) -> Window:
+    faces = np.zeros((16, 8, 8, 3), np.uint8)
+    return Window(track_id, faces, None, t_end - 2.0, t_end, (10.0, 10.0, 50.0, 50.0), tuple(range(16)))
+
+
+def one_hot(index: int, p: float = 0.9) -> np.ndarray:
+    probs = np.full(len(LABELS), (1 - p) / (len(LABELS) - 1), np.float32)
+    probs[index] = p
+    return probs
+
+
+@pytest.fixture
+def emotions(settings):
+    state = LiveState()
+    state.add_source("cam", "camera")
+    state.track_seen("cam", 1, (10.0, 10.0, 50.0, 50.0), 0.0, 640)
+    published, latencies = [], []
+    windows = BoundedQueue(8)
+    events = EmotionEvents(settings, FakeEngine(), state, windows, published.append, clock=lambda: 12.5,
+                           observe_frame_to_event=latencies.append)
+    return events, windows, published, latencies
+
+
+def test_emotion_events_carry_raw_and_smoothed_probabilities(emotions):
+    events, _, published, latencies = emotions
+    events.publish_window(PendingWindow("cam", window(1, 10.0)), one_hot(3))  # happy
+    events.publish_window(PendingWindow("cam", window(1, 12.0)), one_hot(4))  # sad, once: EMA still says happy
+    first, second = published
+    assert first.raw_probs == first.smoothed_probs == first.probs and first.label == "happy"
+    assert second.raw_probs["sad"] == pytest.approx(0.9)
+    assert second.smoothed_probs["sad"] == pytest.approx(0.46, abs=0.01)
+    assert second.probs == second.smoothed_probs and second.confidence == second.smoothed_probs[second.label]
+    assert len(second.raw_probs) == 11
+    assert latencies == [2.5, 0.5]  # the clock (12.5) minus each window's last frame time
+
+
+def test_an_ended_tracks_smoothing_is_forgotten_once_its_last_window_is_done(emotions):
+    events, windows, _, _ = emotions
+    events.publish_window(PendingWindow("cam", window(1, 10.0)), one_hot(3))
+    windows.put(PendingWindow("cam", window(1, 11.0)))  # its last window, still waiting for inference
+    events.note_event(TrackEvent(source="cam", type="track_lost", track_id=1, t=11.0, box=(0, 0, 1, 1)))
+    events.forget_ended()
+    assert ("cam", 1) in events.smoother  # kept for the window still to come
+    last = windows.get(timeout=1)
+    events.publish_window(last, one_hot(3))
+    events.forget_ended()
+    assert ("cam", 1) not in events.smoother
+
+
+def test_clip_events_are_smoothed_like_live_ones(settings):
+    from service.metrics import StageTimer
+    from service.pipeline import classify
+    from service.smoothing import Smoother
+
+    class ScriptedEngine(FakeEngine):
+        def predict_windows(self, items, cache=None):
+            return np.stack([one_hot(3), one_hot(4)])[: len(items)]
+
+    smoother = Smoother("ema", 0.5)
+    happy, sad = classify(ScriptedEngine(), [window(1, 2.0), window(1, 3.0)], "clip.mp4", 8, StageTimer(),
+                          smoother=smoother)
+    assert happy.raw_probs == happy.smoothed_probs and sad.raw_probs["sad"] == pytest.approx(0.9)
+    assert sad.smoothed_probs["sad"] == pytest.approx(0.46, abs=0.01) and sad.label == "happy"
+
+
+def test_a_restarted_face_worker_gets_its_own_pipeline_and_its_tracks_end(settings):
+    from service.inference import create_engine
+    from service.live.runtime import LiveRuntime
+
+    runtime = LiveRuntime(settings, create_engine(settings), ["door=0"],
+                          opener=lambda spec: FakeCamera(0, opens=False))
+    published = []
+    runtime.bus.add_sink(published.append)
+    runtime.start()
+    try:
+        runner = runtime.runners["door"]
+        runtime.state.track_seen("door", 7, (1.0, 2.0, 30.0, 30.0), runtime.clock(), 640)
+        old = runner.worker
+        runtime.supervisor.restart_face_worker(runner)
+        new = runner.worker
+        assert new is not old and new.is_alive() and old.stopping
+        # Not shared with a stuck predecessor: detector and tracker are not thread-safe.
+        assert new.pipeline is not old.pipeline
+        assert new.pipeline.detector is not old.pipeline.detector
+        assert new.pipeline.tracker is not old.pipeline.tracker
+        assert [(e.type, e.track_id) for e in published if e.type == "track_lost"] == [("track_lost", 7)]
+        assert runtime.state.tracks("door")[0] == []
+    finally:
+        runtime.stop()
+
+
+def test_a_looping_file_logs_opened_once_and_a_recovered_source_forgets_its_error(caplog, tmp_path):
+    clip = tmp_path / "loop.mp4"
+    clip.write_bytes(b"x")
+    script = [FakeCamera(3), FakeCamera(0, opens=False)] + [FakeCamera(3) for _ in range(50)]
+    capture = CaptureThread(parse_source(str(clip)), BoundedQueue(2), sample_fps=1000, clock=time.monotonic,
+                            backoff=(0.01, 0.02), opener=lambda spec: script.pop(0))
+    with caplog.at_level(logging.INFO, logger="service.live.capture"):
+        capture.start()
+        try:
+            wait_for(lambda: capture.frames_read >= 12, timeout=20)
+        finally:
+            capture.stop()
+            capture.join(5)
+    opened = [r for r in caplog.records if "opened" in r.getMessage() and r.levelno == logging.INFO]
+    # Once at start, once back after the failed open; the loops after that are not news.
+    assert len(opened) == 2 and capture.reconnects == 1 and capture.last_error is None
+
+
+def test_one_engine_protocol_covers_both_backends(settings, tmp_path):
+    from service.config import Settings
+    from service.inference import Engine, create_engine
+    from tests.test_export_checkpoint import tiny_checkpoint
+
+    checkpoint, _ = tiny_checkpoint(tmp_path, "baseline")
+    torch_engine = create_engine(Settings(_env_file=None, backend="pytorch", checkpoint=checkpoint))
+    for engine in (create_engine(settings), torch_engine):
+        assert isinstance(engine, Engine), type(engine).__name__
+        assert engine.labels == engine.spec.labels and engine.providers and engine.bundle.directory
+
+
+def test_the_knobs_reach_their_components(settings, tmp_path):
+    """Once constants in the code, now settings: each one is what the component it tunes uses."""
+    from service.api.clip_jobs import ClipJobs
+    from service.config import Settings
+    from service.inference import create_engine
+    from service.live.runtime import LiveRuntime
+    from service.metrics import StageTimer
+
+    tuned = Settings(_env_file=None, track_silence_s=1.5, clip_jobs_kept=7, frame_cache_frames=99,
+                     smoother_max_tracks=5, capture_timeout_ms=1234)
+    runtime = LiveRuntime(tuned, create_engine(settings), ["0"])
+    assert runtime.opener.keywords == {"timeout_ms": 1234}
+    assert runtime.inference.frame_cache.capacity == 99 and runtime.emotions.smoother.max_tracks == 5
+    worker = runtime.new_face_worker(runtime.specs[0], BoundedQueue(2), StageTimer())
+    assert worker.silence_s == 1.5
+    jobs = ClipJobs(tuned, engine=None)
+    assert jobs.keep == 7
+    jobs.shutdown()
