@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.clip_jobs import ClipJobs
 from service.api.prometheus import ServiceMetrics
 from service.config import Settings
+from service.inference.base import Engine
+from service.live.bus import EventBus
+
+if TYPE_CHECKING:  # imported only when used: a clips-only server needs neither
+    from service.forwarder import LLMForwarder
+    from service.live.runtime import LiveRuntime
 
 
 @dataclass
 class Services:
     settings: Settings
-    engine: object  # OnnxEngine
+    engine: Engine
     clips: ClipJobs
     metrics: ServiceMetrics
-    bus: object  # EventBus: the live runtime's, or a quiet one when serving clips only
-    runtime: object | None = None  # LiveRuntime, None when serving without live sources
-    forwarder: object | None = None
+    bus: EventBus  # the live runtime's, or a quiet one when serving clips only
+    runtime: LiveRuntime | None = None  # None when serving without live sources
+    forwarder: LLMForwarder | None = None
 
 
 def get_services(request: Request) -> Services:
@@ -44,10 +51,27 @@ def bearer(header: str | None) -> str | None:
     return None
 
 
-def require_token(request: Request) -> None:
-    if not token_matches(request.app.state.services.settings, bearer(request.headers.get("authorization"))):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+# Declares the bearer scheme in the OpenAPI document (Swagger UI's Authorize button); the check is ours.
+bearer_scheme = HTTPBearer(auto_error=False, description="the service's token (--token, EMOTION_TOKEN)")
+
+
+def _refuse() -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_token(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None) -> None:
+    if not token_matches(request.app.state.services.settings, credentials.credentials if credentials else None):
+        raise _refuse()
+
+
+def require_token_header_or_query(request: Request) -> None:
+    """For pages a browser navigates to (/, /docs, /redoc) and what they load by URL (/openapi.json): a link cannot
+    carry a header, so `?token=` is accepted as well."""
+    presented = bearer(request.headers.get("authorization")) or request.query_params.get("token")
+    if not token_matches(request.app.state.services.settings, presented):
+        raise _refuse()
 
 
 def websocket_token_ok(websocket: WebSocket) -> bool:
