@@ -1,4 +1,5 @@
-"""`python -m bench [pipeline] [faces] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json."""
+"""`python -m bench [pipeline] [faces] [detectors] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
+`python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named."""
 
 from __future__ import annotations
 
@@ -6,20 +7,29 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
-SUITES = ("pipeline", "faces", "models", "cheaper")
+SUITES = ("pipeline", "faces", "detectors", "models", "cheaper")
+GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"one of {', '.join(SUITES)}; default: all")
-    parser.add_argument("--methods", nargs="+", help="models suite: these methods only (default: all)")
+    parser.add_argument("--methods", nargs="+", help="models, gpu: these methods only (default: all)")
     parser.add_argument("--backbones", nargs="+", help="models suite: these backbones only (tiny, ViT-B-32, ViT-B-16)")
     parser.add_argument("--batches", nargs="+", type=int, help="models suite: batch sizes for every backbone "
                         "(default: 1/4/16 tiny, 1/4 ViT-B-32, 1 ViT-B-16)")
     parser.add_argument("--repeats", type=int, default=3, help="models, cheaper: timed runs per measurement")
     parser.add_argument("--sizes", nargs="+", type=int, help="cheaper suite: input sizes (default: full, ~5/7, 1/2)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="gpu: where to run (default cuda)")
+    parser.add_argument("--tiny", action="store_true", help="gpu: tiny configurations, batch 2 (a CPU check)")
+    parser.add_argument("--out", type=Path, help="gpu: the JSON to write (default bench/results/gpu-<date>.json)")
     args = parser.parse_args(argv)
+    if GPU in args.suites:
+        if args.suites != [GPU]:
+            parser.error("gpu runs alone: python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]")
+        return run_gpu(args)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
         parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
@@ -46,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
                  if name == "models" and args.backbones else
                  f"{name}-{result['backbone']}" if name == "cheaper" else name)
         print(f"  -> {save(label, result)}")
+    return 0
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    from bench import gpu
+
+    result = gpu.run(args.device, args.tiny, args.out, args.methods)
+    print(gpu.describe(result))
+    print(f"  -> {result['out']}")
     return 0
 
 
