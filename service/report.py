@@ -105,11 +105,12 @@ def plot_timeline(report: ClipReport, path: str | Path) -> Path:
         axes[0, 0].text(0.5, 0.5, "no face tracked long enough for a window", ha="center", va="center")
     axes[-1, 0].set_xlabel("time (s, window end)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, names, loc="upper right", ncol=min(len(names), 6), fontsize=8)
+    legend_rows = -(-len(report.labels) // 6) if handles else 0  # ceil: the legend's rows under the last panel
+    legend_height = 0.28 * legend_rows / fig.get_figheight()  # inches -> figure fraction
+    if handles:  # below the panels, so a long title or 11 labels never overlap it
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
     fig.suptitle(f"{Path(report.source).name}: {report.model}", fontsize=11, x=0.02, ha="left")
-    legend_rows = -(-len(report.labels) // 6)  # ceil: the legend's rows above the first panel
-    fig.tight_layout(rect=(0, 0, 1, 0.95 - 0.035 * (legend_rows - 1)))
+    fig.tight_layout(rect=(0, legend_height, 1, 0.96))
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
