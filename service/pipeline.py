@@ -7,8 +7,9 @@ benchmarks, so all of them find, follow and crop faces the same way."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +56,17 @@ class FacePipeline:
     models.prepare) it only crops, by the `crop` policy given, and makes no windows."""
 
     def __init__(self, source: str, spec: BundleSpec | None, settings: Settings, detector: FaceDetector,
-                 tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None):
+                 tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None,
+                 track_ids: Iterator[int] | None = None):
+        """`track_ids`: where the ids that events carry come from (default 1, 2, ...). A live source passes one
+        counter to every pipeline it ever has, so a restarted face worker's tracker (which counts from 1 again)
+        never reuses the id of a person seen before."""
         if spec is None and crop is None:
             raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
         self.detector, self.tracker = detector, tracker
+        self._track_ids = track_ids if track_ids is not None else itertools.count(1)
+        self._public_ids: dict[int, int] = {}  # the tracker's id -> the id in events, windows and state
         self.timer = timer or StageTimer()
         self.crop = crop or crop_policy(spec, settings)
         self.buffers = WindowBuffers(spec.num_frames, settings.hop) if spec is not None else None
@@ -78,16 +85,17 @@ class FacePipeline:
             detections = self.detector.detect(image)
         with self.timer.time("track"):
             update = self.tracker.update(detections)
-        for track_id in update.lost:
-            self._end_track(track_id, result)
-        result.faces = len(update.faces)
-        self.last_faces = update.faces
-        if not update.faces:
+        for tracker_id in update.lost:
+            self._end_track(self._public_ids.pop(tracker_id), result)
+        faces = [replace(face, track_id=self._public_id(face.track_id)) for face in update.faces]
+        result.faces = len(faces)
+        self.last_faces = faces
+        if not faces:
             return result
         with self.timer.time("crop"):
             scene = (crop_scene(image, self.spec.image_size, self.spec.channels)
                      if self.spec is not None and self.spec.needs_scene else None)
-            for face in update.faces:
+            for face in faces:
                 box = face.detection.box
                 if face.is_new:
                     result.lifecycle.append(TrackEvent(source=self.source, type="track_new", track_id=face.track_id,
@@ -107,9 +115,14 @@ class FacePipeline:
     def finish(self) -> FrameResult:
         """End of the source: every live track ends, short ones get their stretched window."""
         result = FrameResult()
-        for track_id in self.tracker.flush():
-            self._end_track(track_id, result)
+        for tracker_id in self.tracker.flush():
+            self._end_track(self._public_ids.pop(tracker_id), result)
         return result
+
+    def _public_id(self, tracker_id: int) -> int:
+        if tracker_id not in self._public_ids:
+            self._public_ids[tracker_id] = next(self._track_ids)
+        return self._public_ids[tracker_id]
 
     def _end_track(self, track_id: int, result: FrameResult) -> None:
         t, box = self._last_seen.pop(track_id)

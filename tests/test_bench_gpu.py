@@ -74,3 +74,33 @@ def test_gpu_runs_alone():
 
     with pytest.raises(SystemExit):
         main(["gpu", "models"])
+
+
+def test_compiled_latency_is_timed_only_after_the_compiling_calls(monkeypatch):
+    """A graph break's resumed frames compile on the calls after the first: those calls are not timed."""
+    import torch
+
+    from bench import gpu_inference
+    from bench.gpu import Part
+
+    calls = []
+
+    class Model(torch.nn.Module):
+        bundle_cfg = {"method": "fake", "num_frames": 2, "channels": 3, "image_size": 4}
+
+        def forward(self, faces, scene):
+            calls.append(len(calls))
+            return faces.sum()
+
+    timed_from = []
+
+    def latency(fn, device, repeats, warmup):
+        timed_from.append(len(calls) + warmup)  # the first call whose time is kept
+        return {"p50_s": 1.0, "p95_s": 1.0, "runs": repeats}
+
+    monkeypatch.setattr(gpu_inference, "latency", latency)
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    out = gpu_inference.measure_compiled(Model(), torch.device("cpu"), "fp32", [1], None, Part("compile", 60),
+                                         "aot_eager")
+    assert timed_from == [1 + gpu_inference.SETTLE_CALLS]
+    assert len(out["batches"][1]["fp32"]["settle_calls_s"]) == gpu_inference.SETTLE_CALLS

@@ -105,6 +105,10 @@ async def receive_clip(request: Request, field: str, max_bytes: int) -> Received
         out.close()
         path.unlink(missing_ok=True)
         raise UploadError(f"malformed multipart body: {exc}") from None
+    except BaseException:  # the request task cancelled (shutdown): no upload may stay behind
+        out.close()
+        path.unlink(missing_ok=True)
+        raise
     out.close()
     if not state["found"]:
         path.unlink(missing_ok=True)

@@ -33,7 +33,8 @@ class EmotionEvents:
 
     def publish_window(self, pending: PendingWindow, raw: np.ndarray) -> None:
         """Smooth, describe, publish (called by the inference worker for each classified window)."""
-        label_index, smoothed = self.smoother.update(pending.source, pending.window.track_id, raw)
+        with self._lock:  # a replaced inference worker may still be finishing its batch beside its successor
+            label_index, smoothed = self.smoother.update(pending.source, pending.window.track_id, raw)
         self.publish(self.build(pending, label_index, smoothed, raw))
         if self.observe_frame_to_event:
             # The window's last frame was captured at t_end on the same clock.
@@ -71,6 +72,6 @@ class EmotionEvents:
         for source, track_id in ended:
             if self.windows.holds(lambda p: p.source == source and p.window.track_id == track_id):
                 continue  # its last window is still to come
-            self.smoother.forget(source, track_id)
             with self._lock:
+                self.smoother.forget(source, track_id)
                 self._ended.discard((source, track_id))

@@ -11,10 +11,11 @@ Event building lives in service/live/emotions.py, watching and restarting in ser
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,9 @@ class LiveRuntime:
         self.specs = unique_names([parse_source(s, i) for i, s in enumerate(sources or settings.sources
                                                                              or default_sources())])
         self.runners: dict[str, SourceRunner] = {}
+        # One id counter per source for all its face workers: a restarted one continues the ids, so a new person
+        # never takes over the smoothing state or the place in /v1/state of one seen before.
+        self._track_ids: dict[str, Iterator[int]] = {}
         self.emotions = EmotionEvents(settings, engine, self.state, self.windows, self.bus.publish, self.clock,
                                       observe_frame_to_event)
         self.bus.add_sink(self.emotions.note_event)
@@ -107,7 +111,8 @@ class LiveRuntime:
         """Always with a new pipeline: its own detector and tracker (they keep per-stream state and are not shared
         safely, not even with the worker this one replaces)."""
         pipeline = FacePipeline(spec.name, self.engine.spec, self.settings, create_detector(self.settings),
-                                create_tracker(self.settings), timer)
+                                create_tracker(self.settings), timer,
+                                track_ids=self._track_ids.setdefault(spec.name, itertools.count(1)))
         return FaceWorker(spec.name, frames, pipeline, self.windows, self.state, self.bus.publish, self.clock,
                           self.latest_frames, self.settings.track_silence_s)
 

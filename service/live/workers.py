@@ -88,6 +88,10 @@ class FaceWorker(_Worker):
 
     def _process(self, frame: CapturedFrame) -> None:
         result = self.pipeline.process(frame.t, frame.image)
+        if self.stopping:
+            # Replaced while inside the pipeline (stuck): the supervisor ended its tracks and a new worker with a new
+            # tracker owns the source; this late result would bring them back as tracks nobody will ever end.
+            return
         width = frame.image.shape[1]
         for face in self.pipeline.last_faces:
             self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width)

@@ -171,3 +171,24 @@ def test_usable_cpus_follow_a_container_cpu_quota(tmp_path):
     assert usable_cpus(cpu_max) == min(2, usable_cpus(tmp_path / "none"))
     cpu_max.write_text("max 100000\n")
     assert usable_cpus(cpu_max) == usable_cpus(tmp_path / "none") >= 1
+
+
+def test_an_upload_cancelled_while_it_arrives_leaves_no_file(tmp_path, monkeypatch):
+    """The request task cancelled mid-body (a shutdown) is not an Exception: the partial upload must go anyway."""
+    import asyncio
+    import tempfile
+
+    from service.api.uploads import receive_clip
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    class CancelledMidBody:
+        headers = {"content-type": "multipart/form-data; boundary=xyz"}
+
+        async def stream(self):
+            yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\nsome bytes'
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(receive_clip(CancelledMidBody(), "file", 1024))
+    assert list(tmp_path.iterdir()) == []

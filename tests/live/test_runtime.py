@@ -15,6 +15,7 @@ from service.live.capture import CaptureThread
 from service.live.emotions import EmotionEvents
 from service.live.state import LiveState
 from service.live.workers import PendingWindow
+from service.metrics import StageTimer
 from service.windows import Window
 from tests.live.test_sources_capture import FakeCamera
 from tests.server import wait_for
@@ -172,3 +173,61 @@ def test_the_knobs_reach_their_components(settings, tmp_path):
     jobs = ClipJobs(tuned, engine=None)
     assert jobs.keep == 7
     jobs.shutdown()
+
+
+def test_a_replaced_face_workers_late_result_is_dropped(settings):
+    """A worker stuck inside its pipeline and replaced by the watchdog must not, when the pipeline finally returns,
+    publish its windows and events or bring its ended tracks back into the live state (nothing would end them)."""
+    import threading
+
+    from service.live.capture import CapturedFrame
+    from service.live.workers import FaceWorker
+    from service.pipeline import FrameResult
+
+    entered, release = threading.Event(), threading.Event()
+
+    class StuckPipeline:
+        has_tracks = False
+        last_faces = []
+
+        def process(self, t, image):
+            entered.set()
+            release.wait(10)
+            self.last_faces = [type("Face", (), {"track_id": 3, "detection": type("D", (), {"box": (1, 2, 3, 4)})})]
+            return FrameResult(windows=[window(3, t)],
+                                  lifecycle=[TrackEvent(source="door", type="track_new", track_id=3, t=t,
+                                                        box=(1, 2, 3, 4))])
+
+    state, published, windows = LiveState(), [], BoundedQueue(8)
+    state.add_source("door", "camera")
+    frames = BoundedQueue(4)
+    worker = FaceWorker("door", frames, StuckPipeline(), windows, state, published.append, time.monotonic)
+    worker.start()
+    frames.put(CapturedFrame("door", 1, 1.0, np.zeros((8, 8, 3), np.uint8)))
+    assert entered.wait(10)
+    worker.stop()  # what the supervisor does before it starts the replacement
+    release.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert published == [] and len(windows) == 0 and state.tracks("door")[0] == []
+
+
+def test_a_restarted_face_workers_tracks_continue_the_sources_ids(settings, astronaut_image):
+    """The new tracker counts from 1 again; the ids in events must not, or a new person would take over the
+    smoothing state and the /v1/state entry of someone seen before the restart."""
+    from service.inference import create_engine
+    from service.live.runtime import LiveRuntime
+
+    runtime = LiveRuntime(settings.model_copy(update={"track_min_hits": 1, "tracker": "iou"}), create_engine(settings),
+                          ["door=0"],
+                          opener=lambda spec: FakeCamera(0, opens=False))  # workers built, never started
+
+    def first_new_track(worker) -> int:
+        result = worker.pipeline.process(0.0, astronaut_image)
+        return next(e.track_id for e in result.lifecycle if e.type == "track_new")
+
+    spec = runtime.specs[0]
+    first = runtime.new_face_worker(spec, BoundedQueue(2), StageTimer())
+    replacement = runtime.new_face_worker(spec, BoundedQueue(2), StageTimer())
+    assert replacement.pipeline.tracker is not first.pipeline.tracker
+    assert (first_new_track(first), first_new_track(replacement)) == (1, 2)
