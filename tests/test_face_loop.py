@@ -135,3 +135,12 @@ def test_prepare_crops_exactly_as_a_bundle_declares(tmp_path, monkeypatch):
     assert len(crops) == 4 and cv2.imread(str(crops[0])).shape == (64, 64, 3)  # the bundle's size, stored RGB
     assert json.loads((out / "crop.json").read_text()) == {"margin": 0.1, "align": "none", "size": 64,
                                                            "colour": "rgb"}
+    # Pixel for pixel what the service feeds the model (grey, from the same boxes), but for JPEG's loss.
+    settings = Settings(_env_file=None, track_min_hits=1, tracker="iou")  # as models.prepare runs the loop
+    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    pipeline = FacePipeline("svc", spec, settings, create_detector(settings), create_tracker(settings))
+    served = [r.crops[0].crop[:, :, 0] for _, r in ClipFaces(videos / "00001.mp4", pipeline, None) if r.crops]
+    assert len(served) == len(crops)
+    for path, crop in zip(crops, served):
+        prepared = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+        assert np.abs(prepared.astype(int) - crop).mean() < 2

@@ -31,6 +31,8 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {image.dtype}")
+    if image.ndim in (2, 3) and not image.size and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
+        return np.zeros((*image.shape[:2], 3), np.uint8)  # empty: OpenCV cannot convert it
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 4:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector, downscale, rescale
+from service.detect.base import Detection, FaceDetector, as_bgr, downscale, rescale
 from service.errors import DetectorError
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -27,6 +27,9 @@ class HaarFaceDetector(FaceDetector):
         self.min_face, self.max_side, self.min_neighbors = min_face, max_side, min_neighbors
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        image = as_bgr(image)
+        if not image.size:
+            return []
         small, scale = downscale(image, self.max_side)
         # No histogram equalisation: on this cascade it doubles false positives on textured backgrounds.
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)

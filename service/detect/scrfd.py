@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector
+from service.detect.base import Detection, FaceDetector, as_bgr
 from service.errors import DetectorError
 
 MODEL_FILES = ("det_10g.onnx", "det_500m.onnx", "scrfd_10g_bnkps.onnx", "scrfd_2.5g_bnkps.onnx", "scrfd_500m_bnkps.onnx")
@@ -46,6 +46,9 @@ class ScrfdFaceDetector(FaceDetector):
         self.min_face = min_face
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        image = as_bgr(image)
+        if not image.size:
+            return []
         boxes, keypoints = self._model.detect(image)
         found = []
         for i, (x1, y1, x2, y2, score) in enumerate(boxes):

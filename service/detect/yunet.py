@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector, downscale, rescale
+from service.detect.base import Detection, FaceDetector, as_bgr, downscale, rescale
 from service.errors import DetectorError
 
 HOW_TO_GET = ("download face_detection_yunet_2023mar.onnx from the OpenCV model zoo "
@@ -28,6 +28,9 @@ class YuNetFaceDetector(FaceDetector):
         self.min_face, self.max_side = min_face, max_side
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        image = as_bgr(image)
+        if not image.size:
+            return []
         small, scale = downscale(image, self.max_side)
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, rows = self._net.detect(small)

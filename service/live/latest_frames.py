@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from service.detect.base import as_bgr
 from service.events import Box
 
 
@@ -87,6 +88,7 @@ class LatestFrames:
 def encode_view(image: np.ndarray, faces: list[TrackedFace], labels: dict[int, FaceLabel], max_side: int,
                 quality: int) -> bytes:
     """Shrink to max_side, draw each face's box and caption ('#3 happy 0.81'), encode as JPEG."""
+    image = as_bgr(image)  # grey or BGRA frames too: the boxes keep their track's colour
     scale = min(1.0, max_side / max(image.shape[:2]))
     canvas = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 320))

@@ -71,6 +71,15 @@ def test_caption_with_and_without_label():
     assert (decode(labelled)[70:100] > 100).sum() > (decode(blank)[70:100] > 100).sum()
 
 
+@pytest.mark.parametrize("shape", [(240, 320), (240, 320, 1), (240, 320, 4)])
+def test_grey_and_alpha_frames_are_drawn_in_colour(shape):
+    jpeg = encode_view(np.zeros(shape, np.uint8), [TrackedFace(1, (100.0, 100.0, 60.0, 60.0))], {}, 640, 90)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (240, 320, 3)
+    b, g, r = image[80:98, 100:125].reshape(-1, 3).mean(0)  # the caption's background: track 1's orange
+    assert r > 150 and r - b > 80
+
+
 def test_frame_endpoint_on_a_live_source(live_server):
     def frame_ready():
         response = httpx.get(live_server + "/v1/view/frames/face", timeout=30)
