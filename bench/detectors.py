@@ -7,6 +7,8 @@ All in one run, so the shared machine's drift hits every row alike:
   face boxes are known: hits per person, faces Haar finds that the detector misses, false detections;
 - a face-size sweep: which face heights each BlazeFace model finds at which input size (how the input size and
   the default range were chosen);
+- `hd_rows`: short, full and auto range on the sample clip and the group footage scaled up to webcam HD frames
+  (1280x720, 1280x960): false faces and false tracks, hits, CPU (how range auto was designed);
 - `analyze` on the sample clip, before (Haar, OpenCV's default threads: the old defaults) and after (the defaults);
 - the live service on the sample clip looped (one 640x480 stream, 8 sampled fps): process CPU over `live_s`
   seconds, before and after.
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from service.config import SAMPLE_CLIP, Settings
 from service.crops import CropPolicy
@@ -96,6 +100,89 @@ def detection_rows(group_count: int = 40, clip: Path = SAMPLE_CLIP) -> list[dict
                         "false": false, "haar_hits_missed": lost}
         rows.append(row)
     return rows
+
+
+HD_SIZES = {"sample": ((640, 480), (1280, 720), (1280, 960)), "group": ((640, 480), (1280, 960))}
+HD_RANGES = ("short", "full", "auto")
+
+
+def _clip_truth(clip: Path, sample_fps: float) -> tuple[list, list]:
+    """The sample clip's sampled frames and its one true face per frame: of Haar's faces in the 640x480 frame, the
+    one nearest the previous frame's (the largest in the first frame; a miss keeps the previous box). Haar finds the
+    face in every sampled frame of the bundled clip, and once a false one larger than it."""
+    from service.detect.haar import HaarFaceDetector
+    from service.ingest import ClipDecoder, FrameSampler
+
+    sampler, haar, frames, truth, last = FrameSampler(sample_fps), HaarFaceDetector(), [], [], None
+    for frame in ClipDecoder(clip):
+        if sampler.accept(frame.t):
+            faces = haar.detect(frame.image)
+            last = (max((f.box for f in faces), key=lambda b: b[2], default=None) if last is None else
+                    min((f.box for f in faces), key=lambda b: abs(b[0] - last[0]) + abs(b[1] - last[1]), default=last))
+            frames.append(frame.image)
+            truth.append([last] if last else [])
+    return frames, truth
+
+
+def hd_rows(clip: Path = SAMPLE_CLIP, group_count: int = 40, sizes: dict = HD_SIZES,
+            ranges=HD_RANGES) -> list[dict]:
+    """BlazeFace short, full and auto range on larger frames (most USB webcams give 1280x720 or 1280x960): the sample
+    clip and the group footage scaled up with cv2.resize (the true boxes with them), each through the face loop with
+    the default tracker. Per row: CPU per sampled frame, faces whose centre lies in no true box (false) and tracks
+    whose boxes do so in most of their frames (false tracks), hits per person, and hits of short range at 640x480
+    that this row misses (lost)."""
+    import cv2
+
+    from bench.footage import CAST, group_frames
+
+    footage = {"sample": _clip_truth(clip, Settings(_env_file=None).sample_fps),
+               "group": tuple(map(list, zip(*group_frames(group_count))))}
+    people = [f"{p.face_height:.0f}px" for p in sorted(CAST, key=lambda p: p.face_height)]
+    rows, reference = [], {}
+    for source, (frames, truth) in footage.items():
+        h0, w0 = frames[0].shape[:2]
+        for width, height in sizes[source]:
+            sx, sy = width / w0, height / h0
+            scaled = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames]
+            boxes = [[(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in faces] for faces in truth]
+            for range_name in ranges:
+                settings = Settings(_env_file=None, detector="blazeface", blazeface_range=range_name)
+                pipeline, timed = _timed_pipeline(settings)
+                track_frames: dict[int, list[bool]] = {}
+                for i, frame in enumerate(scaled):
+                    for crop in pipeline.process(i / settings.sample_fps, frame).crops:
+                        track_frames.setdefault(crop.track_id, []).append(
+                            any(_centre_inside(crop.box, t) for t in boxes[i]))
+                hits = [[any(_centre_inside(d.box, t) for d in found) for t in faces]
+                        for found, faces in zip(timed.found, boxes)]
+                if (range_name, width, height) == ("short", w0, h0):
+                    reference[source] = hits
+                ref = reference.get(source, hits)
+                rows.append({
+                    "source": source, "frame": f"{width}x{height}", "range": range_name, "frames": len(scaled),
+                    "cpu_ms": 1000 * statistics.mean(timed.cpu),
+                    "false": sum(not any(_centre_inside(d.box, t) for t in faces)
+                                 for found, faces in zip(timed.found, boxes) for d in found),
+                    "false_scores": sorted({round(d.score, 2) for found, faces in zip(timed.found, boxes)
+                                            for d in found if not any(_centre_inside(d.box, t) for t in faces)}),
+                    "tracks": len(track_frames),
+                    "false_tracks": sum(sum(v) * 2 < len(v) for v in track_frames.values()),
+                    "hits_per_person": dict(zip(["face"] if source == "sample" else people,
+                                                map(int, np.sum(hits, axis=0)))),
+                    "lost": sum(r and not h for rf, hf in zip(ref, hits) for r, h in zip(rf, hf))})
+    return rows
+
+
+def describe_hd(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["BlazeFace on larger frames (face loop, default tracker): source frame | range: CPU ms per sampled frame,"
+             " false faces (scores), tracks (false), hits per person of frames, short@640x480's hits lost"]
+    lines += [f"  {r['source']} {r['frame']} | {r['range']}: {r['cpu_ms']:.1f} ms, {r['false']} false "
+              f"{r['false_scores'][:1] + r['false_scores'][-1:] if r['false_scores'] else ''}, {r['tracks']} "
+              f"tracks ({r['false_tracks']} false), {r['hits_per_person']} of {r['frames']}, {r['lost']} lost"
+              for r in rows]
+    return lines
 
 
 def size_sweep(sizes=(24, 30, 36, 44, 52, 64, 90, 130, 200, 280), frames: int = 4) -> dict:
@@ -173,7 +260,7 @@ def live_cpu(overrides: dict, seconds: float = 25.0, warm_up: float = 10.0) -> d
 
 
 def run(live_s: float = 25.0) -> dict:
-    return {"clip": SAMPLE_CLIP.name, "detection": detection_rows(), "size_sweep": size_sweep(),
+    return {"clip": SAMPLE_CLIP.name, "detection": detection_rows(), "size_sweep": size_sweep(), "hd": hd_rows(),
             "analyze": analyze_runs(),
             "live": {"before": live_cpu(BEFORE, live_s), "after": live_cpu({}, live_s)}}
 
@@ -195,6 +282,7 @@ def describe(result: dict) -> str:
         lines.append(f"face-size sweep (frames found of each size, face px {sizes}):")
         lines += [f"  {name}: {list(row['found'].values())} of {row['of']}, {row['cpu_ms']:.1f} ms"
                   for name, row in result["size_sweep"].items()]
+    lines += describe_hd(result.get("hd", []))
     for label, a in result["analyze"].items():
         lines.append(f"analyze {result['clip']} {label} ({a['detector']}): wall {a['wall_s']:.2f} s, CPU "
                      f"{a['cpu_s']:.2f} s, {a['tracks']} track(s) {a['labels']}")

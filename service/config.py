@@ -85,11 +85,12 @@ class Settings(BaseSettings):
     hop: int = Field(8, ge=1, description="sampled frames between two windows of the same track")
 
     # Face detection
-    detector: DetectorName = Field("auto", description="auto: SCRFD if its model is configured, else the embedded "
-                                   "BlazeFace; YuNet and Haar only when named")
-    blazeface_range: Literal["short", "full"] = Field(
-        "short", description="BlazeFace model: short (cheaper; measured to find smaller faces for the same CPU) or "
-                             "full range; its input grows until faces of min_face pixels are found")
+    detector: DetectorName = Field("auto", description="auto: SCRFD if its model is configured, else YuNet if its "
+                                   "model is, else the embedded BlazeFace; Haar only when named")
+    blazeface_range: Literal["auto", "short", "full"] = Field(
+        "auto", description="BlazeFace model: auto (short range on an input of at most 384 px, plus full range when "
+                            "faces of min_face need a larger input, e.g. HD frames), short or full range; the input "
+                            "grows until faces of min_face pixels are found")
     scrfd_model: Path | None = Field(None, description="SCRFD .onnx file, or a directory holding det_10g.onnx / det_500m.onnx")
     yunet_model: Path | None = Field(None, description="OpenCV YuNet .onnx file (face_detection_yunet_2023mar.onnx)")
     detection_score: float = Field(0.5, ge=0, le=1, description="minimum detector score (SCRFD, YuNet)")

@@ -45,3 +45,17 @@ def test_detectors_suite_counts_faces_against_the_known_boxes(astronaut_clip):
     assert rows[0]["group"]["haar_hits_missed"] == 0  # Haar against itself
     text = detectors.describe({"clip": "x", "detection": rows, "analyze": {}, "live": {}})
     assert "blazeface-short" in text and "Haar's hits missed" in text
+
+
+def test_detectors_hd_rows_count_false_faces_and_tracks_per_range(astronaut_clip):
+    from bench import detectors
+
+    rows = detectors.hd_rows(astronaut_clip, group_count=2, sizes={"sample": ((640, 480), (1280, 720)),
+                                                                   "group": ((640, 480),)})
+    assert [(r["source"], r["frame"], r["range"]) for r in rows][:4] == [
+        ("sample", "640x480", "short"), ("sample", "640x480", "full"), ("sample", "640x480", "auto"),
+        ("sample", "1280x720", "short")]
+    assert len(rows) == 9 and all(r["cpu_ms"] > 0 and r["tracks"] >= r["false_tracks"] >= 0 for r in rows)
+    assert rows[0]["lost"] == 0 and rows[0]["hits_per_person"]["face"] == 24  # short at 640x480 is the reference
+    assert all(len(r["hits_per_person"]) == 5 for r in rows if r["source"] == "group")
+    assert "auto" in "\n".join(detectors.describe_hd(rows))

@@ -20,6 +20,22 @@ def test_haar_finds_nothing_in_a_blank_frame():
     assert HaarFaceDetector().detect(np.full((480, 640, 3), 128, np.uint8)) == []
 
 
+@pytest.mark.parametrize("convert", ["BGR2GRAY", "BGR2BGRA"])
+def test_haar_takes_grey_and_alpha_frames(astronaut_image, convert):
+    import cv2
+
+    frame = cv2.cvtColor(astronaut_image, getattr(cv2, f"COLOR_{convert}"))
+    (face,) = HaarFaceDetector().detect(frame)
+    (upright,) = HaarFaceDetector().detect(astronaut_image)
+    assert np.abs(np.subtract(face.box, upright.box)).max() < 10
+
+
+def test_an_empty_frame_has_no_faces(blazeface):
+    for detector in (HaarFaceDetector(), *blazeface.values()):
+        for shape in ((0, 0, 3), (0, 640), (480, 0, 4)):
+            assert detector.detect(np.zeros(shape, np.uint8)) == []
+
+
 def test_haar_boxes_are_in_source_pixels_when_downscaled(astronaut_image):
     import cv2
 
@@ -189,8 +205,74 @@ def test_detector_and_opencv_threads_come_from_the_settings():
     import cv2
 
     detector = create_detector(Settings(_env_file=None, detect_threads=2, opencv_threads=1))
-    assert detector.name == "blazeface" and detector._session.get_session_options().intra_op_num_threads == 2
+    assert detector.name == "blazeface"
+    for model in (detector.short, detector.full):  # range auto
+        assert model._session.get_session_options().intra_op_num_threads == 2
     assert cv2.getNumThreads() == 1
     create_detector(Settings(_env_file=None, opencv_threads=3, detector="haar"))
     assert cv2.getNumThreads() == 3
     create_detector(Settings(_env_file=None))  # back to the default for the other tests
+
+
+# ---- BlazeFace range "auto": short range on small inputs, full range too on HD frames -----------------------------
+
+from service.detect.blazeface import AutoRangeBlazeFace, keep_highest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sample_frames():
+    """Every other sampled frame (8 fps) of the bundled 640x480 sample clip."""
+    from service.config import SAMPLE_CLIP
+    from service.ingest import ClipDecoder, FrameSampler
+
+    sampler = FrameSampler(8.0)
+    return [f.image for f in ClipDecoder(SAMPLE_CLIP) if sampler.accept(f.t)][::2]
+
+
+def test_blazeface_range_setting_validates_and_picks_the_detector():
+    from pydantic import ValidationError
+
+    assert Settings(_env_file=None).blazeface_range == "auto"
+    with pytest.raises(ValidationError, match="blazeface_range"):
+        Settings(_env_file=None, blazeface_range="medium")
+    assert isinstance(create_detector(Settings(_env_file=None)), AutoRangeBlazeFace)
+    for name in ("short", "full"):
+        detector = create_detector(Settings(_env_file=None, blazeface_range=name))
+        assert isinstance(detector, BlazeFaceFaceDetector) and detector.range_name == name
+
+
+def test_auto_range_on_640x480_is_short_range(blazeface, sample_frames, astronaut_image):
+    auto = AutoRangeBlazeFace()
+    assert not auto.needs_full(480, 640) and auto.needs_full(720, 1280)  # HD frames, or a smaller min_face
+    assert AutoRangeBlazeFace(min_face=24).needs_full(480, 640)
+    for frame in [astronaut_image, *sample_frames[::3]]:
+        assert auto.detect(frame) == blazeface["short"].detect(frame)
+
+
+def test_auto_range_reports_no_false_face_on_a_1280x720_sample_clip(blazeface, sample_frames):
+    """Short range alone, on the 640-px input a 1280x720 frame needs, reports the spacesuit's collar as faces; auto
+    finds the face wherever short range finds it at 640x480, and nothing else."""
+    import cv2
+
+    auto, short_false = AutoRangeBlazeFace(), 0
+    for frame in sample_frames:
+        x, y, w, h = blazeface["short"].detect(frame)[0].box  # best first: the face (the collar scores lower)
+        truth = (2 * x, 1.5 * y, 2 * w, 1.5 * h)
+        hd = cv2.resize(frame, (1280, 720))
+        found = auto.detect(hd)
+        assert found and all(_centre_inside(face.box, truth) for face in found)
+        short_false += sum(not _centre_inside(face.box, truth) for face in blazeface["short"].detect(hd))
+    assert short_false >= len(sample_frames) // 2  # the defect auto fixes
+
+
+def _centre_inside(box, truth) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return truth[0] <= cx <= truth[0] + truth[2] and truth[1] <= cy <= truth[1] + truth[3]
+
+
+def test_keep_highest_keeps_the_best_of_overlapping_faces_with_its_keypoints():
+    low = Detection((0, 0, 100, 100), 0.7, ((1.0, 1.0),))
+    high = Detection((10, 5, 100, 100), 0.9, ((2.0, 2.0),))
+    apart = Detection((300, 0, 50, 50), 0.65, ((3.0, 3.0),))
+    assert keep_highest([low, apart, high]) == [high, apart]
+    assert keep_highest([]) == []

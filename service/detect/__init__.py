@@ -33,8 +33,10 @@ def _yunet(settings: Settings) -> FaceDetector:
 
 
 def _blazeface(settings: Settings) -> FaceDetector:
-    from service.detect.blazeface import BlazeFaceFaceDetector
+    from service.detect.blazeface import AutoRangeBlazeFace, BlazeFaceFaceDetector
 
+    if settings.blazeface_range == "auto":
+        return AutoRangeBlazeFace(settings.min_face, settings.detect_threads, settings.detect_max_side)
     return BlazeFaceFaceDetector(settings.blazeface_range, min_face=settings.min_face,
                                  threads=settings.detect_threads, max_side=settings.detect_max_side)
 

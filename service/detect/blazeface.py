@@ -2,9 +2,11 @@
 and shipped in service/assets/detectors, run by ONNX Runtime, decoded the way MediaPipe decodes them.
 
 Two models: short range (128x128 input, faces within about 2 m: 896 anchors) and full range (192x192, up to about
-5 m: 2304 anchors). Each face comes with 6 keypoints: the two eyes, the nose tip, the mouth centre and the two ear
-tragions. The graphs are fully convolutional: the frame is scaled, aspect kept, into an input as large as the
-smallest face wanted (min_face) needs, padded with black to the strides' multiple.
+5 m: 2304 anchors), and "auto", both: short range on an input of at most AUTO_SHORT_MAX_INPUT (near faces; on a
+640x480 frame exactly short range), full range too when smaller faces need a larger input (HD frames). Each face
+comes with 6 keypoints: the two eyes, the nose tip, the mouth centre and the two ear tragions. The graphs are fully
+convolutional: the frame is scaled, aspect kept, into an input as large as the smallest face wanted (min_face)
+needs, padded with black to the strides' multiple.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ HOW_TO_GET = "re-create it with `make detectors` (converts the models of the fac
 # MediaPipe clips raw scores at +-100 before the sigmoid (TensorsToDetectionsCalculator, score_clipping_thresh).
 SCORE_CLIP = 100.0
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold for face detection
+# Range "auto": short range's input is capped at this longest side; faces that need a larger input are left to full
+# range, run alongside at its own needed input. On larger inputs short range reported the sample clip's spacesuit
+# collar as a face (scores 0.60-0.71; false tracks at 384 and 640 px, none at 320: README "BlazeFace on webcam HD
+# frames").
+AUTO_SHORT_MAX_INPUT = 320
 # Faces down to this share of min_face are kept: for one face, BlazeFace's box and Haar's differ in size by up to a
 # fifth (a tilted face gets a larger Haar box), and a face Haar keeps should not be dropped for that alone.
 MIN_FACE_SLACK = 0.8
@@ -171,11 +178,15 @@ class BlazeFaceFaceDetector(FaceDetector):
         self.min_face = min_face
         self.input_side, self.max_side = input_side, max_side
 
+    def needed_side(self, height: int, width: int) -> float:
+        """The input's longest side at which faces of min_face pixels are found (at least the model's own size)."""
+        return max(self.config.input_size, max(height, width) * self.config.smallest_face / self.min_face)
+
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         align = self.config.align
         side = self.input_side
         if side is None:
-            side = max(self.config.input_size, max(height, width) * self.config.smallest_face / self.min_face)
+            side = self.needed_side(height, width)
             side = min(side, max(self.max_side, self.config.input_size))
         scale = min(side, max(height, width)) / max(height, width)  # never enlarged
         return (max(align, math.ceil(height * scale / align) * align),
@@ -211,6 +222,8 @@ class BlazeFaceFaceDetector(FaceDetector):
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         image = as_bgr(image)
+        if not image.size:  # an empty frame has no faces (and no aspect ratio to keep)
+            return []
         height, width = self.input_shape(*image.shape[:2])
         tensor, scale, (x0, y0) = self.letterbox(image, height, width)
         found = []
@@ -223,3 +236,50 @@ class BlazeFaceFaceDetector(FaceDetector):
             points = tuple(((px - x0) / scale, (py - y0) / scale) for px, py in face.landmarks)
             found.append(Detection(box, face.score, points))
         return found
+
+
+class AutoRangeBlazeFace(FaceDetector):
+    """Range "auto": short range on an input of at most `short_max_input` (its needed input if smaller: a 640x480
+    frame with min_face 40 runs exactly as short range alone), and, only when the frame needs a larger input for
+    faces of `min_face` pixels, full range as well on its own needed input (at most `max_side`). Short range finds
+    the large, near faces full range loses on inputs above its own size; full range finds the small ones without
+    short range's false faces on large inputs. Where both find a face (boxes overlapping by IoU > NMS_IOU), the one
+    of higher score is kept, keypoints and all."""
+
+    name = "blazeface"
+    range_name = "auto"
+
+    def __init__(self, min_face: int = 40, threads: int = 1, max_side: int = 640,
+                 short_max_input: int = AUTO_SHORT_MAX_INPUT):
+        self.min_face, self.max_side = min_face, max_side
+        self.short = BlazeFaceFaceDetector("short", min_face=min_face, threads=threads,
+                                           max_side=min(max_side, short_max_input))
+        self.full = BlazeFaceFaceDetector("full", min_face=min_face, threads=threads, max_side=max_side)
+
+    def needs_full(self, height: int, width: int) -> bool:
+        """Whether faces of min_face pixels need a larger input than short range's cap (never above the frame's own
+        size or max_side)."""
+        return min(self.short.needed_side(height, width), self.max_side, max(height, width)) > self.short.max_side
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        image = as_bgr(image)
+        if not image.size:
+            return []
+        found = self.short.detect(image)
+        if self.needs_full(*image.shape[:2]):
+            found = keep_highest(found + self.full.detect(image))
+        return found
+
+
+def keep_highest(faces: list[Detection], iou: float = NMS_IOU) -> list[Detection]:
+    """Faces of two detectors as one list, best first: of faces whose boxes overlap by IoU > `iou`, the one of highest
+    score (with its keypoints)."""
+    faces = sorted(faces, key=lambda f: -f.score)
+    if not faces:
+        return []
+    corners = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)], np.float64)
+    kept: list[int] = []
+    for i in range(len(faces)):
+        if not kept or (_iou(corners[i], corners[kept]) <= iou).all():
+            kept.append(i)
+    return [faces[i] for i in kept]
