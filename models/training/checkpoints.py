@@ -54,6 +54,13 @@ def save_epoch(out: Path, training, *, dataset: str, fold: int | None, epoch: in
 def resume(out: Path, training, scaler, selection: Selection) -> tuple[int, int]:
     """Load OUT/last.pt into the run; returns (first epoch to train, optimiser step)."""
     payload = read_checkpoint(out / "last.pt")
+    saved = (payload.get("training") or {}).get("recipe") or {}
+    current = training.recipe.model_dump(mode="json")
+    # only the epoch budget may grow on resume; another recipe would silently continue a different run
+    changed = sorted(k for k in current if k != "epochs" and k in saved and saved[k] != current[k])
+    if changed:
+        raise ValueError(f"{out / 'last.pt'} was trained with another recipe ({', '.join(changed)} differ): resume "
+                         "with the same --recipe, --backbone, --batch-size and --lr (only --epochs may change)")
     training.model.load_state_dict(payload["state_dict"])
     state = payload["resume"]
     training.optimizer.load_state_dict(state["optimizer"])

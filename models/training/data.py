@@ -117,6 +117,10 @@ def build_loaders(args, recipe: Recipe, model_cfg: dict[str, Any], ddp: Dist) ->
     sharded = ddp.world > 1
     train_sampler = DistributedSampler(train, ddp.world, ddp.rank, shuffle=True, seed=args.seed) if sharded else None
     per_device = max(1, recipe.batch_size // ddp.world)
+    if len(train) < per_device * (ddp.world if sharded else 1):
+        # the training loader drops the last incomplete batch: fewer clips than one batch would train nothing
+        raise ValueError(f"the training split has {len(train)} clips, fewer than one batch of {recipe.batch_size}: "
+                         "lower --batch-size")
     options = dict(num_workers=args.workers, pin_memory=args.device.startswith("cuda"),
                    persistent_workers=args.workers > 0)
 

@@ -156,11 +156,12 @@ def set_up(args) -> tuple[Run, Any, Selection, int]:
 def run(args) -> dict[str, Any]:
     run_, loaders, selection, start = set_up(args)
     training, ddp, recipe = run_.training, run_.ddp, run_.training.recipe
-    rng = np.random.default_rng(args.seed + ddp.rank)
     record: dict[str, Any] = {}
     for epoch in range(start, recipe.epochs):
         if loaders.train_sampler is not None:
             loaders.train_sampler.set_epoch(epoch)
+        # the batch mixing's draws, seeded per epoch so that a resumed run mixes as the uninterrupted one would
+        rng = np.random.default_rng((args.seed, ddp.rank, epoch))
         started = time.perf_counter()
         stats = train_one_epoch(run_, loaders.train, epoch, rng)
         record = {"epoch": epoch + 1, **stats.means(), "lr": training.lrs()}

@@ -110,6 +110,40 @@ def test_resume_continues_where_it_stopped(dfew, tmp_path):
     assert epochs == [1, 2]
 
 
+def test_resume_keeps_the_plateau_and_the_mixing_draws(dfew, tmp_path):
+    """Stopped after two epochs and resumed, a run with a plateau schedule on a validation metric and a mixed
+    batch every step logs the same third epoch (loss, rates, validation loss) as the uninterrupted run."""
+    data = json.loads((ROOT / "models" / "configs" / "train" / "baseline.json").read_text())
+    data["defaults"] |= {"schedule": "plateau", "warmup_epochs": 0, "mixup": 1.0, "mixup_alpha": 0.4,
+                         "plateau": {"monitor": "val_uar", "factor": 0.5, "patience": 1, "stop_lr": 0.0},
+                         "validation": {"fraction": 0.3, "seed": 0}}
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps(data))
+    common = ["--model", "baseline", "--dataset", "dfew", "--fold", "2", "--data", dfew, "--recipe", own,
+              "--batch-size", "4"]
+    assert train(common + ["--out", tmp_path / "whole", "--epochs", "3"]).returncode == 0
+    assert train(common + ["--out", tmp_path / "parts", "--epochs", "2"]).returncode == 0
+    resumed = train(common + ["--out", tmp_path / "parts", "--epochs", "3", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def epochs(run):
+        lines = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in line.items() if k != "seconds"} for line in lines]
+
+    whole = epochs("whole")
+    assert epochs("parts") == whole
+    assert whole[-1]["lr"]["base"] < whole[0]["lr"]["base"]  # the plateau fired, so its state had to be resumed
+    other = train(common[:-1] + ["2", "--out", tmp_path / "parts", "--epochs", "4", "--resume"])
+    assert other.returncode == 2 and "batch_size differ" in other.stderr, other.stderr[-2000:]
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(dfew, tmp_path):
+    result = train(["--model", "baseline", "--dataset", "dfew", "--fold", "2", "--data", dfew, "--out",
+                    tmp_path / "run", "--batch-size", "64", "--epochs", "1"])
+    assert result.returncode == 2 and "fewer than one batch of 64" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
 def test_two_processes_with_gloo(dfew, tmp_path):
     run = tmp_path / "ddp"
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
