@@ -16,10 +16,9 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from models.checkpoint import CheckpointError, file_sha256
+from models.checkpoint import CheckpointError, file_sha256, load_weights_only, numpy_array_globals
 from models.text import DFER_CLIP_RELEASE_LABELS
 from service.bundle import TrainingInfo
 
@@ -41,20 +40,8 @@ class RecorderMeter:
     unpickler may create it and fill its attributes, nothing more. Its contents are not used."""
 
 
-def _numpy_globals() -> list[tuple[object, str]]:
-    """numpy's array reconstruction under both module names: numpy 1.x pickles say numpy.core, numpy 2 renamed the
-    package numpy._core (and pickles say that)."""
-    from numpy._core import multiarray
-
-    dtype_classes = {type(np.dtype(t)) for t in (np.float32, np.float64, np.int64, np.int32, np.bool_)}
-    return ([(multiarray._reconstruct, f"{package}.multiarray._reconstruct") for package in ("numpy.core",
-                                                                                            "numpy._core")]
-            + [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
-            + [(cls, f"numpy.dtypes.{cls.__name__}") for cls in dtype_classes])
-
-
 def _allowed_globals() -> list[tuple[object, str]]:
-    return [(RecorderMeter, "__main__.RecorderMeter"), *_numpy_globals()]
+    return [(RecorderMeter, "__main__.RecorderMeter"), *numpy_array_globals()]
 
 
 def load_release(path: str | Path) -> dict:
@@ -64,22 +51,7 @@ def load_release(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (download one of DFER-CLIP's released .pth files from "
                               f"{OFFICIAL_REPOSITORY})")
-    allowed = _allowed_globals()
-    names = {name for _, name in allowed}
-    try:
-        # Lists the globals outside torch's own allow-list without unpickling anything.
-        foreign = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if g not in names]
-    except Exception as exc:  # not a torch zip file, truncated, ...
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    if foreign:
-        raise CheckpointError(f"{path} carries {', '.join(sorted(foreign))}, which a DFER-CLIP checkpoint does not; "
-                              "refusing to unpickle it (it could run code)")
-    try:
-        with torch.serialization.safe_globals(allowed):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} could not be read with the weights-only unpickler ({type(exc).__name__}: "
-                              f"{exc})") from None
+    payload = load_weights_only(path, _allowed_globals())
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(f"{path} is not a DFER-CLIP checkpoint: expected a dict with keys "
                               f"{sorted(TOP_LEVEL_KEYS)}, got {type(payload).__name__}"
@@ -186,6 +158,7 @@ def fold_from_name(path: Path) -> int | None:
 def convert_release(path: str | Path, dataset: str, backbone: str | None = None):
     """(dfer_clip model in eval mode holding the released weights, its provenance). `backbone`: the architecture
     the file must have (default RELEASED_BACKBONE; tests use "tiny" files in the same layout)."""
+    from models.backbone import weights_loaded_next
     from models.registry import create_model
 
     path = Path(path)
@@ -199,8 +172,9 @@ def convert_release(path: str | Path, dataset: str, backbone: str | None = None)
         raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, not a dict of tensors")
     if state and all(k.startswith(PREFIX) for k in state):  # saved from torch.nn.DataParallel
         state = {k.removeprefix(PREFIX): v for k, v in state.items()}
-    model = create_model("dfer_clip", backbone=backbone or RELEASED_BACKBONE, dataset=dataset,
-                         labels=DFER_CLIP_RELEASE_LABELS[dataset])
+    with weights_loaded_next():  # every tensor comes from the file (checked below)
+        model = create_model("dfer_clip", backbone=backbone or RELEASED_BACKBONE, dataset=dataset,
+                             labels=DFER_CLIP_RELEASE_LABELS[dataset])
     layout = expected_layout(model)
     check_layout(state, layout, path)
     names = {ours: released_name(ours) for ours in model.state_dict()}

@@ -87,6 +87,27 @@ def build_clip(name: str, checkpoint: str | Path | None = None, *, quick_gelu: b
     return clip.eval()
 
 
+class _RandomWeightWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "built with random weights" not in message and "initialized randomly" not in message
+
+
+@contextmanager
+def weights_loaded_next():
+    """For building an architecture whose every tensor is loaded right after (a training checkpoint, a released
+    file): the 'random weights' warnings of our backbone and of open_clip would only mislead there."""
+    quiet = _RandomWeightWarnings()
+    loggers = (log, logging.getLogger())  # open_clip warns through the root logger
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
 @contextmanager
 def unfused_attention():
     """Keep nn.MultiheadAttention off its inference fast path (`_native_multi_head_attention`, taken when no

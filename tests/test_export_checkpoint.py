@@ -70,8 +70,36 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a models.train checkpoint"):
         load_model(bogus)
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         load_model(tmp_path / "text.pt")
+
+
+class _Payload:
+    """Pickles as a call of os.system: what a malicious shared best.pt would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_never_runs(tmp_path):
+    """Checkpoints are read with the weights-only unpickler: `python -m export best.pt` on a file from elsewhere
+    cannot run code. A real training checkpoint (its numpy random state included) still loads."""
+    path, _ = tiny_checkpoint(tmp_path, "baseline")
+    payload = torch.load(path, weights_only=False)
+    payload["resume"] = {"rng": {"numpy": np.random.get_state()}}  # what last.pt carries: loads
+    torch.save(payload, path)
+    load_model(path)
+    marker = tmp_path / "payload-ran"
+    payload["training"]["note"] = _Payload(marker)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"carries posix\.system.*refusing to unpickle"):
+        load_model(path)
+    assert not marker.exists()
 
 
 def test_pytorch_backend_runs_a_checkpoint_like_its_bundle(tmp_path, astronaut_clip):
