@@ -31,6 +31,18 @@ def test_bad_files_are_clip_errors(tmp_path, content, message):
         list(ClipDecoder(path))
 
 
+def test_an_audio_only_file_is_not_a_readable_video(tmp_path):
+    """What random bytes sometimes probe as (an audio format): the same 422-style message as any non-video."""
+    import wave
+
+    path = tmp_path / "speech.wav"
+    with wave.open(str(path), "wb") as audio:
+        audio.setnchannels(1), audio.setsampwidth(2), audio.setframerate(8000)
+        audio.writeframes(b"\x00\x01" * 8000)
+    with pytest.raises(ClipError, match="not a readable video file: .*speech.wav \\(no video stream\\)"):
+        ClipDecoder(path)
+
+
 def test_missing_path_and_directory(tmp_path):
     with pytest.raises(ClipError, match="not found"):
         ClipDecoder(tmp_path / "nope.mp4")

@@ -43,9 +43,12 @@ def _open(path: Path):
         container = av.open(str(path))
     except av.FFmpegError as exc:
         raise ClipError(f"not a readable video file: {path} ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:  # arbitrary bytes probed as a container whose metadata is not text
+        raise ClipError(f"not a readable video file: {path} (unreadable container metadata)") from None
     if not container.streams.video:
         container.close()
-        raise ClipError(f"no video stream in {path}")
+        # e.g. random bytes that probe as an audio format: the same message as any other non-video upload
+        raise ClipError(f"not a readable video file: {path} (no video stream)")
     return container
 
 
