@@ -15,7 +15,7 @@ def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) ->
     cropped by `crop` (a service.bundle.CropSpec: how the bundle will declare its crops; default the service's
     margin) and normalised as the service normalises them; None if the clip has too few face frames."""
     from service.config import Settings
-    from service.crops import CropPolicy, crop_scene
+    from service.crops import crop_scene, declared_crop
     from service.detect import create_detector
     from service.inference.engine import normalise
     from service.pipeline import ClipFaces, FacePipeline
@@ -24,8 +24,7 @@ def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) ->
     # The service's default detector; every sampled frame with a face counts (no track confirmation delay).
     settings = Settings(_env_file=None, track_min_hits=1, tracker="iou")
     size, channels, frames = cfg["image_size"], cfg["channels"], cfg["num_frames"]
-    policy = (CropPolicy(size, channels, crop.margin, crop.align == "eyes") if crop is not None
-              else CropPolicy(size, channels, settings.face_margin))
+    policy = declared_crop(crop, size, channels, settings.face_margin)
     pipeline = FacePipeline("export", None, settings, create_detector(settings), create_tracker(settings),
                             crop=policy)
     faces, scenes = [], []

@@ -42,7 +42,7 @@ from models.data.layout import DatasetLayout
 from models.data.registry import LAYOUTS, get_layout
 from service.bundle import ModelBundle
 from service.config import Settings
-from service.crops import CropPolicy
+from service.crops import CropPolicy, declared_crop
 from service.detect import create_detector
 from service.errors import ClipError, ServiceError
 from service.pipeline import ClipFaces, FacePipeline
@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         crop = CropPolicy(args.size, 3, settings.face_margin, args.align)
         if args.bundle:
             spec = ModelBundle.load(args.bundle, verify_sha256=False).spec
-            crop = (CropPolicy(spec.crop.size, 3, spec.crop.margin, spec.crop.align == "eyes") if spec.crop
-                    else CropPolicy(spec.image_size, 3, settings.face_margin))
+            crop = declared_crop(spec.crop, spec.image_size, 3, settings.face_margin)  # stored RGB
         summary = prepare(args.src, args.out, args.dataset, settings, crop.size, progress=not args.no_progress,
                           scene_out=args.scene_dir, scene_size=args.scene_size, scene=not args.no_scene, crop=crop)
     except (ServiceError, OSError) as exc:  # OSError: e.g. the output disk is full or read-only

@@ -26,6 +26,15 @@ class CropPolicy:
         return crop_face(image, box, self.size, self.channels, self.margin, angle)
 
 
+def declared_crop(crop, size: int, channels: int, default_margin: float) -> CropPolicy:
+    """The crops a model takes: as its bundle declares them (`crop`, a service.bundle.CropSpec: margin, align), or,
+    where nothing is declared (older bundles), `default_margin` and upright. The one place the service, export's
+    real windows and models.prepare turn a declaration into a policy, so all three crop alike."""
+    if crop is not None:
+        return CropPolicy(size, channels, crop.margin, crop.align == "eyes")
+    return CropPolicy(size, channels, default_margin)
+
+
 def eye_angle(landmarks) -> float:
     """Degrees the line from the first to the second eye keypoint is turned from level (every detector lists the
     two eyes first, the image-left one first)."""

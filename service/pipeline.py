@@ -16,7 +16,7 @@ import numpy as np
 
 from service.bundle import BundleSpec
 from service.config import Settings
-from service.crops import CropPolicy, crop_scene
+from service.crops import CropPolicy, crop_scene, declared_crop
 from service.detect.base import FaceDetector, as_bgr
 from service.errors import ClipCancelled, ClipError
 from service.events import EmotionEvent, TrackEvent
@@ -46,9 +46,7 @@ class FrameResult:
 def crop_policy(spec: BundleSpec, settings: Settings) -> CropPolicy:
     """The crops a bundle's model takes: as its bundle.json declares them, else (older bundles) the service's
     face_margin without alignment."""
-    if spec.crop is not None:
-        return CropPolicy(spec.crop.size, spec.channels, spec.crop.margin, spec.crop.align == "eyes")
-    return CropPolicy(spec.image_size, spec.channels, settings.face_margin)
+    return declared_crop(spec.crop, spec.image_size, spec.channels, settings.face_margin)
 
 
 class FacePipeline:
