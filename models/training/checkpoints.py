@@ -3,6 +3,7 @@ by the recipe's `select_by` (the lowest validation loss for OUS; the best test U
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ class Selection:
 
     def better(self, record: dict[str, Any]) -> bool:
         value = record.get(self.key)
-        if value is None:
+        if value is None or math.isnan(value):  # a NaN epoch is never the best, nor blocks a later one
             return False
         if self.best is None or (value < self.best if self.metric.endswith("loss") else value > self.best):
             self.best = value

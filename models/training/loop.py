@@ -157,6 +157,10 @@ def run(args) -> dict[str, Any]:
     run_, loaders, selection, start = set_up(args)
     training, ddp, recipe = run_.training, run_.ddp, run_.training.recipe
     record: dict[str, Any] = {}
+    if start and training.plateau is not None and training.plateau.exhausted(recipe):
+        log.info("the resumed run had already stopped (learning rate below %g): nothing to train",
+                 training.plateau.stop_lr)
+        start = recipe.epochs
     for epoch in range(start, recipe.epochs):
         if loaders.train_sampler is not None:
             loaders.train_sampler.set_epoch(epoch)

@@ -45,6 +45,8 @@ class Plateau:
         return cls(p.monitor, p.factor, p.patience, p.stop_lr) if p is not None else None
 
     def improved(self, value: float) -> bool:
+        if math.isnan(value):  # a diverged epoch counts as no improvement
+            return False
         if self.best is None:
             return True
         return value < self.best if self.monitor.endswith("loss") else value > self.best

@@ -124,6 +124,17 @@ def test_plateau_divides_after_patience_epochs_and_stops_below_the_stop_rate():
     assert uar.scale == 1.0
 
 
+def test_a_nan_epoch_is_neither_best_nor_an_improvement():
+    from models.training.checkpoints import Selection
+
+    selection = Selection("val_loss")
+    assert not selection.better({"val_loss": float("nan")}) and selection.better({"val_loss": 2.0})
+    assert selection.best == 2.0 and not selection.better({"val_loss": float("nan")})
+    plateau = Plateau("val_loss", 0.5, 1, 0.0)
+    plateau.step(float("nan"))
+    assert plateau.best is None and plateau.scale == 0.5  # a diverged epoch counts against patience
+
+
 def test_validation_split_is_seeded_and_stratified():
     labels = [0] * 20 + [1] * 10 + [2] * 2 + [3]
     train, held = stratified_split(labels, Validation(fraction=0.1, seed=0))

@@ -137,6 +137,25 @@ def test_resume_keeps_the_plateau_and_the_mixing_draws(dfew, tmp_path):
     assert other.returncode == 2 and "batch_size differ" in other.stderr, other.stderr[-2000:]
 
 
+def test_a_run_the_plateau_stopped_is_not_trained_further_on_resume(dfew, tmp_path):
+    data = json.loads((ROOT / "models" / "configs" / "train" / "baseline.json").read_text())
+    lr = data["defaults"]["lr"]
+    # a stop rate above the rate itself: the run stops after its first epoch
+    data["defaults"] |= {"schedule": "plateau", "warmup_epochs": 0,
+                         "plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 1, "stop_lr": 1.5 * lr},
+                         "validation": {"fraction": 0.3, "seed": 0}, "select_by": "val_loss"}
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps(data))
+    common = ["--model", "baseline", "--dataset", "dfew", "--fold", "2", "--data", dfew, "--recipe", own,
+              "--batch-size", "4", "--out", tmp_path / "run", "--lr", str(lr)]
+    assert train(common + ["--epochs", "6"]).returncode == 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # the plateau stopped it
+    resumed = train(common + ["--epochs", "6", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() == lines  # nothing more trained
+
+
 def test_a_batch_larger_than_the_training_split_is_refused(dfew, tmp_path):
     result = train(["--model", "baseline", "--dataset", "dfew", "--fold", "2", "--data", dfew, "--out",
                     tmp_path / "run", "--batch-size", "64", "--epochs", "1"])
