@@ -4,11 +4,12 @@ that rate: no implementation at that precision can take less)."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+from bench.stats import latency_summary
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SETTLE_CALLS = 3  # compiled calls after the first before any is timed
@@ -42,9 +43,7 @@ def latency(fn: Callable[[], object], device: torch.device, repeats: int, warmup
     """Seconds per call, host-side with a device sync on both ends: what a caller waiting for the result sees."""
     for _ in range(warmup):
         fn()
-    times = sorted(_timed(fn, device) for _ in range(repeats))
-    return {"p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
-            "runs": repeats}
+    return latency_summary([_timed(fn, device) for _ in range(repeats)])
 
 
 def window_inputs(cfg: dict, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:

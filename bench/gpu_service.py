@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.stats import percentile
+
 DRIVE = ("engine, window buffers, window queue, inference worker and the live runtime's event builder driven "
          "directly (service.windows, service.live.workers.InferenceWorker, service.live.emotions); no web stack, "
          "no capture, detector or tracker")
@@ -43,11 +45,6 @@ def environment(**values: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_service_load(checkpoint: Path, torch_device: str, faces: int = 16, fps: float = 8.0,

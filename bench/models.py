@@ -7,12 +7,13 @@ The bound: a window needs F GFLOPs (torch.utils.flop_counter); this machine mult
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.stats import latency_summary
 
 DEFAULT_PLAN = {  # backbone -> batch sizes; larger CLIPs get fewer, a 2-core CPU takes seconds per window
     "tiny": (1, 4, 16),
@@ -39,9 +40,7 @@ def _timed(fn) -> float:
 def latency(fn, repeats: int, warmup: int = 1) -> dict:
     for _ in range(warmup):
         fn()
-    times = sorted(_timed(fn) for _ in range(repeats))
-    return {"p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
-            "runs": repeats}
+    return latency_summary([_timed(fn) for _ in range(repeats)])
 
 
 def bench_model(name: str, backbone: str, batches, repeats: int, gflops_rate: float | None = None) -> dict:
