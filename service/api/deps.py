@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from service.api.clip_jobs import ClipJobs
 from service.api.prometheus import ServiceMetrics
@@ -66,15 +67,18 @@ def require_token(request: Request,
         raise _refuse()
 
 
+def _header_or_query_token_ok(connection: HTTPConnection) -> bool:
+    presented = bearer(connection.headers.get("authorization")) or connection.query_params.get("token")
+    return token_matches(connection.app.state.services.settings, presented)
+
+
 def require_token_header_or_query(request: Request) -> None:
     """For pages a browser navigates to (/, /docs, /redoc) and what they load by URL (/openapi.json): a link cannot
     carry a header, so `?token=` is accepted as well."""
-    presented = bearer(request.headers.get("authorization")) or request.query_params.get("token")
-    if not token_matches(request.app.state.services.settings, presented):
+    if not _header_or_query_token_ok(request):
         raise _refuse()
 
 
 def websocket_token_ok(websocket: WebSocket) -> bool:
     """Browsers cannot set headers on a websocket, so `?token=` is accepted as well."""
-    presented = bearer(websocket.headers.get("authorization")) or websocket.query_params.get("token")
-    return token_matches(websocket.app.state.services.settings, presented)
+    return _header_or_query_token_ok(websocket)
