@@ -20,7 +20,9 @@ from service.events import Box
 
 
 @dataclass(frozen=True)
-class TrackedFace:
+class ViewFace:
+    """A tracked face as the view draws it (service.track's TrackedFace without the detection's details)."""
+
     track_id: int
     box: Box  # x, y, width, height in the frame's pixels
 
@@ -35,7 +37,7 @@ class FaceLabel:
 class _Latest:
     t: float
     image: np.ndarray  # BGR uint8, as captured
-    faces: list[TrackedFace]
+    faces: list[ViewFace]
     jpeg: bytes | None = None
     encoded_t: float | None = None  # the frame time of `jpeg`
     encoded_at: float = float("-inf")  # monotonic clock time of the last encoding
@@ -49,7 +51,7 @@ class LatestFrames:
         self._latest: dict[str, _Latest] = {}
         self.encoded = 0  # JPEG encodings so far (all sources)
 
-    def put(self, source: str, t: float, image: np.ndarray, faces: list[TrackedFace]) -> None:
+    def put(self, source: str, t: float, image: np.ndarray, faces: list[ViewFace]) -> None:
         """Called by the face worker for every frame it processed; only keeps references."""
         with self._lock:
             previous = self._latest.get(source)
@@ -85,7 +87,7 @@ class LatestFrames:
         return data, t
 
 
-def encode_view(image: np.ndarray, faces: list[TrackedFace], labels: dict[int, FaceLabel], max_side: int,
+def encode_view(image: np.ndarray, faces: list[ViewFace], labels: dict[int, FaceLabel], max_side: int,
                 quality: int) -> bytes:
     """Shrink to max_side, draw each face's box and caption ('#3 happy 0.81'), encode as JPEG."""
     image = as_bgr(image)  # grey or BGRA frames too: the boxes keep their track's colour

@@ -18,7 +18,7 @@ from service.inference.base import Engine
 from service.inference.engine import FrameFeatureCache
 from service.ingest.queues import BoundedQueue
 from service.live.capture import CapturedFrame
-from service.live.latest_frames import LatestFrames, TrackedFace
+from service.live.latest_frames import LatestFrames, ViewFace
 from service.live.state import LiveState
 from service.metrics import RateMeter
 from service.pipeline import FacePipeline
@@ -97,7 +97,7 @@ class FaceWorker(_Worker):
             self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width)
         if self.latest_frames is not None:
             self.latest_frames.put(self.source, frame.t, frame.image,
-                                   [TrackedFace(f.track_id, f.detection.box) for f in self.pipeline.last_faces])
+                                   [ViewFace(f.track_id, f.detection.box) for f in self.pipeline.last_faces])
         self._emit(result)
 
     def _emit(self, result) -> None:

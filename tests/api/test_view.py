@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.config import Settings
-from service.live.latest_frames import FaceLabel, LatestFrames, TrackedFace, encode_view
+from service.live.latest_frames import FaceLabel, LatestFrames, ViewFace, encode_view
 from tests.server import get_json, wait_for
 
 
@@ -32,7 +32,7 @@ def decode(jpeg: bytes) -> np.ndarray:
 def test_nothing_is_encoded_while_nobody_asks():
     store = LatestFrames(max_fps=5, max_side=640, jpeg_quality=80, clock=FakeClock())
     for i in range(100):
-        store.put("cam", i / 8, frame(i), [TrackedFace(1, (10.0, 10.0, 50.0, 50.0))])
+        store.put("cam", i / 8, frame(i), [ViewFace(1, (10.0, 10.0, 50.0, 50.0))])
     assert store.encoded == 0 and store.has_frame("cam") and not store.has_frame("other")
     assert store.jpeg("other", dict) is None
 
@@ -55,7 +55,7 @@ def test_encodings_are_rate_bounded_and_shared_by_viewers():
 
 def test_frames_are_shrunk_to_max_side_and_boxes_drawn():
     store = LatestFrames(max_fps=5, max_side=320, jpeg_quality=90, clock=FakeClock())
-    store.put("cam", 0.0, frame(0), [TrackedFace(3, (400.0, 200.0, 400.0, 400.0))])
+    store.put("cam", 0.0, frame(0), [ViewFace(3, (400.0, 200.0, 400.0, 400.0))])
     jpeg, _ = store.jpeg("cam", lambda: {3: FaceLabel("happy", 0.81)})
     image = decode(jpeg)
     assert image.shape[:2] == (180, 320)  # 1920x1080 -> longest side 320
@@ -64,8 +64,8 @@ def test_frames_are_shrunk_to_max_side_and_boxes_drawn():
 
 
 def test_caption_with_and_without_label():
-    blank = encode_view(frame(0, (240, 320)), [TrackedFace(1, (100.0, 100.0, 60.0, 60.0))], {}, 640, 90)
-    labelled = encode_view(frame(0, (240, 320)), [TrackedFace(1, (100.0, 100.0, 60.0, 60.0))],
+    blank = encode_view(frame(0, (240, 320)), [ViewFace(1, (100.0, 100.0, 60.0, 60.0))], {}, 640, 90)
+    labelled = encode_view(frame(0, (240, 320)), [ViewFace(1, (100.0, 100.0, 60.0, 60.0))],
                            {1: FaceLabel("surprise", 0.5)}, 640, 90)
     # The longer caption covers more of the frame above the box.
     assert (decode(labelled)[70:100] > 100).sum() > (decode(blank)[70:100] > 100).sum()
@@ -73,7 +73,7 @@ def test_caption_with_and_without_label():
 
 @pytest.mark.parametrize("shape", [(240, 320), (240, 320, 1), (240, 320, 4)])
 def test_grey_and_alpha_frames_are_drawn_in_colour(shape):
-    jpeg = encode_view(np.zeros(shape, np.uint8), [TrackedFace(1, (100.0, 100.0, 60.0, 60.0))], {}, 640, 90)
+    jpeg = encode_view(np.zeros(shape, np.uint8), [ViewFace(1, (100.0, 100.0, 60.0, 60.0))], {}, 640, 90)
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     assert image.shape == (240, 320, 3)
     b, g, r = image[80:98, 100:125].reshape(-1, 3).mean(0)  # the caption's background: track 1's orange
