@@ -39,7 +39,7 @@ log = logging.getLogger("bench.gpu")
 # service and export run once (the service for a fixed 30 s), and are skipped when the run is already late.
 BUDGET_S = {"matmul": 15, "training": 120, "inference": 70, "compile": 80, "service": 55, "export": 60}
 TINY_BUDGET_S = {"matmul": 5, "training": 60, "inference": 30, "compile": 20, "service": 15, "export": 30}
-SERVICE_METHOD = "pe_clip"  # the README's training example: CLIP frozen, ViT-B-16, what a GPU server would run
+SERVICE_METHOD = "pe_clip"  # docs/RESEARCH.md's training example: CLIP frozen, ViT-B-16, what a GPU server would run
 SERVICE_SECONDS, TINY_SERVICE_SECONDS = 30.0, 4.0
 BATCHES, TINY_BATCHES = (1, 8, 32), (1, 2)
 

@@ -5,7 +5,7 @@ removed (two versions of one package stop an install), and the folder plus the w
 64 MiB that travels with a device command.
 
 On the GPU machine: pip install --no-index --no-deps --target /tmp/site .gpu-wheels/*.whl, then PYTHONPATH=/tmp/site
-(README.md, "The first GPU run")."""
+(docs/PERFORMANCE.md, "The first GPU run")."""
 
 from __future__ import annotations
 

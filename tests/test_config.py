@@ -1,4 +1,4 @@
-"""Settings: one object, environment and TOML file, documented in the README."""
+"""Settings: one object, environment and TOML file, documented in docs/CONFIGURATION.md."""
 
 from pathlib import Path
 
@@ -7,11 +7,11 @@ from pydantic import ValidationError
 
 from service.config import CONFIG_FILE_ENV, Settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "CONFIGURATION.md"
 
 
-def test_every_setting_is_documented_in_the_readme():
-    text = README.read_text()
+def test_every_setting_is_documented_in_the_configuration_page():
+    text = CONFIGURATION_PAGE.read_text()
     missing = [name for name in Settings.model_fields if f"`EMOTION_{name.upper()}`" not in text]
     assert missing == []
 

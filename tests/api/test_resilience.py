@@ -77,7 +77,7 @@ def test_a_slow_websocket_client_loses_events_and_does_not_stall_others(astronau
 
 def test_a_client_that_never_reads_is_disconnected_and_counted(astronaut_clip):
     """It never answers a ping either: the server closes it after ws_ping_interval + ws_ping_timeout, and /metrics
-    says so (disconnects by reason, events it never got), as the README does."""
+    says so (disconnects by reason, events it never got), as docs/API.md does."""
     settings = Settings(_env_file=None, heartbeat_s=0.05)
     app = create_app(settings, sources=[f"face={astronaut_clip}"])
     with running_server(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as base:

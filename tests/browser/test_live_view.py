@@ -2,7 +2,8 @@
 package; playwright's own browser download is never used) loads the page from a real running service that watches
 the bundled sample clip, with a token set. Checks the rendered page (track ids, labels, a frame image, events, the
 prompt, a clip upload's timeline chart), that /docs and /redoc render offline, and that no request leaves the
-service. Screenshots go to .cache/browser/ (the README's docs/images/live-view.png is a copy of live-view.png)."""
+service. Screenshots go to .cache/browser/ (docs/images/live-view.png, in the README and docs/API.md, is a copy of
+live-view.png)."""
 
 from __future__ import annotations
 
