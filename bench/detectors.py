@@ -3,7 +3,7 @@
 All in one run, so the shared machine's drift hits every row alike:
 - per detector, CPU time per sampled frame (process user+sys during detect(), so OpenCV's worker threads count)
   and faces found, through the face loop (service.pipeline) on the bundled 640x480 sample clip and on
-  bench.footage's group footage (five people from real photographs: near, tilted, turned, distant), where the true
+  service.footage.people's group footage (five people from real photographs: near, tilted, turned, distant), where the true
   face boxes are known: hits per person, faces Haar finds that the detector misses, false detections;
 - a face-size sweep: which face heights each BlazeFace model finds at which input size (how the input size and
   the default range were chosen);
@@ -67,7 +67,7 @@ def _timed_pipeline(settings: Settings) -> tuple[FacePipeline, TimedDetector]:
 
 
 def detection_rows(group_count: int = 40, clip: Path = SAMPLE_CLIP) -> list[dict]:
-    from bench.footage import CAST, group_frames
+    from service.footage.people import CAST, group_frames
 
     group = list(group_frames(group_count))
     rows, haar_hits = [], {}
@@ -133,7 +133,7 @@ def hd_rows(clip: Path = SAMPLE_CLIP, group_count: int = 40, sizes: dict = HD_SI
     that this row misses (lost)."""
     import cv2
 
-    from bench.footage import CAST, group_frames
+    from service.footage.people import CAST, group_frames
 
     footage = {"sample": _clip_truth(clip, Settings(_env_file=None).sample_fps),
                "group": tuple(map(list, zip(*group_frames(group_count))))}
@@ -192,7 +192,7 @@ def size_sweep(sizes=(24, 30, 36, 44, 52, 64, 90, 130, 200, 280), frames: int = 
     from service.detect.blazeface import BlazeFaceFaceDetector
     from service.detect.haar import HaarFaceDetector
 
-    from bench.footage import Person, group_frames
+    from service.footage.people import Person, group_frames
 
     sets = {h: [x for photo, tilt in ((0, 0), (1, 15)) for x in
                 group_frames(frames, cast=(Person(photo, h, (320, 240), tilt),))] for h in sizes}

@@ -199,10 +199,10 @@ def onnx_outputs(onnx_bytes: bytes, batch: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def real_frames() -> list[np.ndarray]:
-    """Real frames (BGR) for the parity check: the photographs of bench.footage, frames of its group footage
+    """Real frames (BGR) for the parity check: the photographs of service.footage.people, frames of its group footage
     (several people, tilted, turned and distant faces) and of the bundled sample clip."""
-    from bench.footage import group_frames, real_photos
     from service.config import SAMPLE_CLIP
+    from service.footage.people import group_frames, real_photos
     from service.ingest import ClipDecoder
 
     frames = [photo.image for photo in real_photos()]
