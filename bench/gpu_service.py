@@ -53,7 +53,7 @@ def run_service_load(checkpoint: Path, torch_device: str, faces: int = 16, fps: 
     from service.inference import create_engine
     from service.ingest.queues import BoundedQueue, FullPolicy
     from service.live.emotions import EmotionEvents
-    from service.live.state import LiveState
+    from service.state import LiveState
     from service.live.workers import InferenceWorker, PendingWindow
     from service.windows import WindowBuffers
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from service.api.clip_jobs import ClipJobs
+from service.clip_jobs import ClipJobs
 from service.api.deps import Services, require_token
 from service.api.prometheus import HttpMetricsMiddleware, ServiceMetrics
 from service.api.routes import clips, docs, health, metrics, models, state, stream, view

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from service.api.clip_jobs import ClipJobs
+from service.clip_jobs import ClipJobs
 from service.api.prometheus import ServiceMetrics
 from service.config import Settings
 from service.inference.base import Engine

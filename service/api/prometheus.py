@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from service.api.clip_jobs import ClipJobs, ClipObserver
-from service.live.state import RuntimeStatus
+from service.clip_jobs import ClipJobs, ClipObserver
+from service.state import RuntimeStatus
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # From a frame's capture to its event: at least the inference time, at most about stall_s.

@@ -13,7 +13,7 @@ from service.config import Settings
 from service.events import EmotionEvent
 from service.inference.base import Engine
 from service.ingest.queues import BoundedQueue
-from service.live.state import LiveState
+from service.state import LiveState
 from service.live.workers import PendingWindow
 from service.pipeline import emotion_event
 from service.prompts import FaceState, describe_scene

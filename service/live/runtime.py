@@ -25,10 +25,10 @@ from service.inference.base import Engine
 from service.ingest.queues import BoundedQueue, FullPolicy
 from service.ingest.sources import SourceSpec, parse_source, unique_names
 from service.live.bus import EventBus, jsonl_sink
-from service.live.capture import CaptureThread, CapturedFrame, open_capture
+from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
 from service.live.emotions import EmotionEvents
 from service.live.latest_frames import LatestFrames
-from service.live.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
+from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
 from service.live.supervision import Supervisor
 from service.live.watchdog import Watchdog
 from service.live.workers import FaceWorker, InferenceWorker, PendingWindow

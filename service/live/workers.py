@@ -17,9 +17,9 @@ import numpy as np
 from service.inference.base import Engine
 from service.inference.engine import FrameFeatureCache
 from service.ingest.queues import BoundedQueue
-from service.live.capture import CapturedFrame
+from service.ingest.capture import CapturedFrame
 from service.live.latest_frames import LatestFrames, ViewFace
-from service.live.state import LiveState
+from service.state import LiveState
 from service.metrics import RateMeter
 from service.pipeline import FacePipeline
 from service.windows import Window

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from service import analyze
 from service.api import create_app
-from service.api.clip_jobs import ClipJobs, QueueFull
+from service.clip_jobs import ClipJobs, QueueFull
 from service.api.uploads import ReceivedUpload
 from service.config import Settings, usable_cpus
 from service.errors import ClipCancelled

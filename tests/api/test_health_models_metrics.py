@@ -52,7 +52,7 @@ def test_metrics_measure_frame_to_event_latency_and_http_requests(live_server):
 def test_state_has_a_typed_response_model(live_server):
     from service.api import create_app
     from service.config import Settings
-    from service.live.state import RuntimeStatus
+    from service.state import RuntimeStatus
 
     schema = create_app(Settings(_env_file=None), live=False).openapi()
     ok = schema["paths"]["/v1/state"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]

@@ -11,9 +11,9 @@ import pytest
 from service.events import TrackEvent
 from service.ingest.queues import BoundedQueue
 from service.ingest.sources import parse_source
-from service.live.capture import CaptureThread
+from service.ingest.capture import CaptureThread
 from service.live.emotions import EmotionEvents
-from service.live.state import LiveState
+from service.state import LiveState
 from service.live.workers import PendingWindow
 from service.metrics import StageTimer
 from service.windows import Window
@@ -131,7 +131,7 @@ def test_a_looping_file_logs_opened_once_and_a_recovered_source_forgets_its_erro
     script = [FakeCamera(3), FakeCamera(0, opens=False)] + [FakeCamera(3) for _ in range(50)]
     capture = CaptureThread(parse_source(str(clip)), BoundedQueue(2), sample_fps=1000, clock=time.monotonic,
                             backoff=(0.01, 0.02), opener=lambda spec: script.pop(0))
-    with caplog.at_level(logging.INFO, logger="service.live.capture"):
+    with caplog.at_level(logging.INFO, logger="service.ingest.capture"):
         capture.start()
         try:
             wait_for(lambda: capture.frames_read >= 12, timeout=20)
@@ -157,7 +157,7 @@ def test_one_engine_protocol_covers_both_backends(settings, tmp_path):
 
 def test_the_knobs_reach_their_components(settings, tmp_path):
     """Once constants in the code, now settings: each one is what the component it tunes uses."""
-    from service.api.clip_jobs import ClipJobs
+    from service.clip_jobs import ClipJobs
     from service.config import Settings
     from service.inference import create_engine
     from service.live.runtime import LiveRuntime
@@ -180,7 +180,7 @@ def test_a_replaced_face_workers_late_result_is_dropped(settings):
     publish its windows and events or bring its ended tracks back into the live state (nothing would end them)."""
     import threading
 
-    from service.live.capture import CapturedFrame
+    from service.ingest.capture import CapturedFrame
     from service.live.workers import FaceWorker
     from service.pipeline import FrameResult
 

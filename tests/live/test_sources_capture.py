@@ -6,7 +6,7 @@ import pytest
 from service.errors import SourceError
 from service.ingest.queues import BoundedQueue
 from service.ingest.sources import SourceKind, parse_source, unique_names
-from service.live.capture import CaptureThread, backoff_delays
+from service.ingest.capture import CaptureThread, backoff_delays
 
 
 def test_parse_sources(tmp_path):
@@ -107,7 +107,7 @@ def test_stop_interrupts_the_backoff_wait():
 def test_a_silent_source_ends_its_tracks():
     """Camera unplugged: no frames for a while, so the people it saw are reported gone (track_lost)."""
     from service.events import TrackEvent
-    from service.live.state import LiveState
+    from service.state import LiveState
     from service.live.workers import FaceWorker
     from service.pipeline import FrameResult
 

@@ -4,7 +4,7 @@ A full clip queue answers 429 with Retry-After; a request whose client goes away
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from service.api.clip_jobs import ClipJob, QueueFull
+from service.clip_jobs import ClipJob, QueueFull
 from service.api.deps import ServicesDep
 from service.api.uploads import UploadAbandoned, UploadTooLarge, receive_clip
 from service.errors import ServiceError, UploadError

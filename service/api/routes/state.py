@@ -3,7 +3,7 @@
 from fastapi import APIRouter, HTTPException
 
 from service.api.deps import ServicesDep
-from service.live.state import RuntimeStatus
+from service.state import RuntimeStatus
 
 router = APIRouter(prefix="/v1/state", tags=["state"])
 
