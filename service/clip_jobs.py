@@ -21,12 +21,12 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from service import analyze
-from service.api.uploads import ReceivedUpload
 from service.config import Settings
 from service.detect import create_detector
 from service.errors import ClipCancelled, ServiceError
@@ -36,6 +36,16 @@ from service.report import ClipReport
 log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class ReceivedUpload(Protocol):
+    """A clip received and stored for analysis (service/api/uploads.py makes them); deleted when its job ends."""
+
+    path: Path
+    filename: str
+    size: int
+
+    def delete(self) -> None: ...
 
 
 class ClipJob(BaseModel):

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from service.config import SAMPLE_CLIP, Settings
@@ -29,7 +28,7 @@ from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
 from service.live.emotions import EmotionEvents
 from service.live.latest_frames import LatestFrames
 from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
-from service.live.supervision import Supervisor
+from service.live.supervision import SourceRunner, Supervisor
 from service.live.watchdog import Watchdog
 from service.live.workers import FaceWorker, InferenceWorker, PendingWindow
 from service.metrics import StageTimer
@@ -46,15 +45,6 @@ def default_sources(camera_present: Callable[[], bool] | None = None) -> list[st
         return ["0"]
     log.info("no camera at /dev/video0; playing the bundled sample clip %s", SAMPLE_CLIP.name)
     return [str(SAMPLE_CLIP)]
-
-
-@dataclass
-class SourceRunner:
-    spec: SourceSpec
-    frames: BoundedQueue[CapturedFrame]
-    capture: CaptureThread
-    worker: FaceWorker
-    timer: StageTimer
 
 
 class LiveRuntime:

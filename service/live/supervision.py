@@ -8,15 +8,45 @@ inference worker is a new thread on the same queues.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 from service.events import TrackEvent
+from service.ingest.capture import CaptureThread, CapturedFrame
+from service.ingest.queues import BoundedQueue
+from service.ingest.sources import SourceSpec
+from service.live.bus import EventBus
 from service.live.watchdog import Health, Watchdog
-
-if TYPE_CHECKING:
-    from service.live.runtime import LiveRuntime, SourceRunner
+from service.live.workers import FaceWorker, InferenceWorker
+from service.metrics import StageTimer
+from service.state import LiveState
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceRunner:
+    spec: SourceSpec
+    frames: BoundedQueue[CapturedFrame]
+    capture: CaptureThread
+    worker: FaceWorker
+    timer: StageTimer
+
+
+class LiveRuntime(Protocol):
+    """What the supervisor needs of service.live.runtime.LiveRuntime: its parts, and how it builds new ones."""
+
+    state: LiveState
+    bus: EventBus
+    inference: InferenceWorker
+
+    def clock(self) -> float: ...
+
+    def new_capture(self, spec: SourceSpec, frames: BoundedQueue) -> CaptureThread: ...
+
+    def new_face_worker(self, spec: SourceSpec, frames: BoundedQueue, timer: StageTimer) -> FaceWorker: ...
+
+    def new_inference_worker(self, observe_batch=None) -> InferenceWorker: ...
 
 
 def capture_health(runner: SourceRunner) -> Health:
