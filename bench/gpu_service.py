@@ -19,7 +19,7 @@ import numpy as np
 from bench.stats import percentile
 
 DRIVE = ("engine, window buffers, window queue, inference worker and the live runtime's event builder driven "
-         "directly (service.windows, service.live.workers.InferenceWorker, service.live.emotions); no web stack, "
+         "directly (service.windows, service.live.workers.InferenceWorker, service.emotions); no web stack, "
          "no capture, detector or tracker")
 
 
@@ -51,10 +51,12 @@ def run_service_load(checkpoint: Path, torch_device: str, faces: int = 16, fps: 
                      duration_s: float = 30.0) -> dict:
     from service.config import Settings
     from service.inference import create_engine
+    from service.emotions import EmotionStage
     from service.ingest.queues import BoundedQueue, FullPolicy
-    from service.live.emotions import EmotionEvents
-    from service.state import LiveState
+    from service.live.ended_tracks import EndedTracks
     from service.live.workers import InferenceWorker, PendingWindow
+    from service.metrics import StageTimer
+    from service.state import LiveState
     from service.windows import WindowBuffers
 
     with environment(EMOTION_BACKEND="pytorch", EMOTION_TORCH_DEVICE=torch_device, EMOTION_CHECKPOINT=str(checkpoint)):
@@ -87,9 +89,11 @@ def run_service_load(checkpoint: Path, torch_device: str, faces: int = 16, fps: 
         event_times.append(clock())
 
     # The live runtime's own event path: smoothing, live state, a prompt describing everyone in view, the event.
-    events = EmotionEvents(settings, engine, state, queue, lambda event: None, clock, observe)
-    worker = InferenceWorker(engine, queue, settings.max_batch, events.publish_window, clock, events.forget_ended,
-                             batches.append, infer_s.append, settings.frame_cache_frames)
+    stage = EmotionStage(settings, engine, state)
+    worker = InferenceWorker(stage, queue, settings.max_batch, lambda event: None, clock,
+                             EndedTracks(stage, queue).forget_ended, batches.append,
+                             StageTimer(observer=lambda _, seconds: infer_s.append(seconds)), observe,
+                             settings.frame_cache_frames)
     worker.start()
     period, emitted, first_window_at, last_window_at = 1.0 / fps, 0, None, None
     begin = clock()

@@ -1,5 +1,6 @@
 """Offline analysis of a recorded clip: the face loop (service.pipeline.ClipFaces: every frame decoded, sampled to
-sample_fps, detect, track, crop), windows classified in batches, one ClipReport out."""
+sample_fps, detect, track, crop), windows to emotion events in batches (service.emotions.EmotionStage), one
+ClipReport out."""
 
 from __future__ import annotations
 
@@ -10,19 +11,21 @@ from pathlib import Path
 from tqdm import tqdm
 
 from service.config import Settings
+from service.detect.base import FaceDetector
+from service.emotions import EmotionStage
 from service.events import event_time
 from service.inference import Engine, FrameFeatureCache
 from service.metrics import StageTimer
-from service.pipeline import ClipFaces, FacePipeline, classify
+from service.pipeline import ClipFaces, FacePipeline
 from service.report import ClipReport, summarise_tracks
-from service.smoothing import Smoother
 from service.track import create_tracker
 
 log = logging.getLogger(__name__)
 
 
-def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector, source: str | None = None,
-                 progress: bool = False, should_stop: Callable[[], bool] | None = None) -> ClipReport:
+def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector: FaceDetector,
+                 source: str | None = None, progress: bool = False,
+                 should_stop: Callable[[], bool] | None = None) -> ClipReport:
     """`should_stop` is asked before each decoded frame is used; when it says yes, decoding stops and ClipCancelled
     is raised (an upload whose client has gone)."""
     path = Path(path)
@@ -32,9 +35,8 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector,
                       settings.sample_fps, settings.max_clip_seconds, should_stop)
     info = faces.info
     events, pending = [], []
-    # The same smoothing as live, so an event's label, confidence and smoothed_probs mean the same in both.
-    smoother = Smoother(settings.smoothing, settings.ema_alpha, settings.hysteresis_margin,
-                        settings.smoother_max_tracks)
+    # The same stage as live, so an event's label, confidence and smoothed_probs mean the same in both.
+    emotions = EmotionStage(settings, engine)
     # Overlapping windows share frames: each is encoded once where the bundle allows.
     cache = FrameFeatureCache(settings.frame_cache_frames)
     bar = tqdm(total=info.frame_count, unit="frame", desc=f"analyze {path.name}", disable=not progress, leave=False)
@@ -43,14 +45,12 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector,
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts, cache,
-                                   smoother))
+            events.extend(emotions.classify([(source, w) for w in pending], cache, timer))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
-    events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts,
-                           cache, smoother))
+    events.extend(emotions.classify([(source, w) for w in pending + result.windows], cache, timer))
     events.sort(key=event_time)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(

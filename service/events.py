@@ -39,6 +39,10 @@ class EmotionEvent(_Event):
     box: Box
     model: str
     prompt: str = Field(description="a sentence for the LLM")
+    prompt_about: Literal["face", "scene"] | None = Field(
+        None, description="what the prompt describes: 'face', this event's face alone (clip analysis), or 'scene', "
+                          "everyone in view of the source when the window was classified (live); absent only in "
+                          "events from before it was added")
     messages: list[ChatMessage] = Field(
         min_length=1, description="the prompt in OpenAI/Qwen chat format: a system turn with the emotion context, "
                                   "then a user turn")

@@ -1,5 +1,5 @@
-"""The per-source perception chain after ingest: detect -> track -> crop -> window buffers, then windows -> emotion
-events. One `FacePipeline` per source; live streams and clips both drive it frame by frame.
+"""The per-source perception chain after ingest: detect -> track -> crop -> window buffers (windows -> emotion events
+is service/emotions.py). One `FacePipeline` per source; live streams and clips both drive it frame by frame.
 
 This is the one face loop: the live face worker feeds it sampled camera frames; `ClipFaces` feeds it a recorded
 clip (decode, sample) for `analyze`, models.prepare (training crops), export's real-face windows and the
@@ -19,11 +19,9 @@ from service.config import Settings
 from service.crops import CropPolicy, crop_scene, declared_crop
 from service.detect.base import FaceDetector, as_bgr
 from service.errors import ClipCancelled, ClipError
-from service.events import EmotionEvent, TrackEvent
+from service.events import TrackEvent
 from service.ingest import ClipDecoder, Frame, FrameSampler
 from service.metrics import StageTimer
-from service.prompts import PromptTemplates, chat_messages, emotion_prompt
-from service.smoothing import Smoother
 from service.track.base import FaceTracker
 from service.windows import Window, WindowBuffers
 
@@ -163,43 +161,3 @@ class ClipFaces:
     def finish(self) -> FrameResult:
         return self.pipeline.finish()
 
-
-def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
-                  templates: PromptTemplates | None = None, label_index: int | None = None,
-                  prompt: str | None = None, raw_probs: np.ndarray | None = None) -> EmotionEvent:
-    """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
-    smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
-    the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
-    face; the live runtime passes a prompt describing everyone in view."""
-    best = int(np.argmax(probs)) if label_index is None else label_index
-    smoothed = {label: round(float(p), 4) for label, p in zip(labels, probs)}
-    raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
-    confidence = float(probs[best])
-    templates = templates or PromptTemplates()
-    if prompt is None:
-        prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
-    return EmotionEvent(
-        source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
-        label=labels[best], confidence=round(confidence, 4),
-        probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
-        box=tuple(round(v, 1) for v in window.box), model=model,
-        prompt=prompt, messages=chat_messages(prompt, templates),
-    )
-
-
-def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer,
-             templates: PromptTemplates | None = None, cache=None,
-             smoother: Smoother | None = None) -> list[EmotionEvent]:
-    """Windows from any tracks (each track's in time order), batched max_batch at a time through the engine (with a
-    frame-feature cache, each frame is encoded once however many windows share it), smoothed per track by
-    `smoother` when given."""
-    events = []
-    for i in range(0, len(windows), max_batch):
-        batch = windows[i:i + max_batch]
-        with timer.time("infer"):
-            probs = engine.predict_windows([(source, w) for w in batch], cache)
-        for window, raw in zip(batch, probs):
-            label, smoothed = smoother.update(source, window.track_id, raw) if smoother else (None, raw)
-            events.append(emotion_event(window, smoothed, engine.labels, source, engine.spec.name, templates, label,
-                                        raw_probs=raw))
-    return events

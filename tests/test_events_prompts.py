@@ -2,7 +2,7 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from service.events import ChatMessage, EmotionEvent, Event, TrackEvent
-from service.pipeline import emotion_event
+from service.emotions import emotion_event
 from service.prompts import adjective, emotion_prompt
 from service.windows import Window
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from service.events import ChatMessage, EmotionEvent
-from service.pipeline import emotion_event
+from service.emotions import emotion_event
 from service.prompts import FaceState, PromptTemplates, chat_messages, describe_scene, emotion_prompt, positions
 from service.windows import Window
 

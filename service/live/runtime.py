@@ -2,9 +2,10 @@
 its state.
 
     capture thread (per source) --drop-oldest queue--> face worker (per source) --drop-oldest queue-->
-    inference worker (all sources, batched) --> EmotionEvents (smoothing, prompt) --> event bus --> websocket, log, LLM
+    inference worker (all sources, batched; service/emotions.py: smoothing, prompt, event) --> event bus -->
+    websocket, log, LLM
 
-Event building lives in service/live/emotions.py, watching and restarting in service/live/supervision.py. GET
+Watching and restarting live in service/live/supervision.py. GET
 /v1/state and /metrics read `snapshot()`; the browser view reads `latest_frames` and `state`.
 """
 
@@ -20,12 +21,13 @@ from pathlib import Path
 
 from service.config import SAMPLE_CLIP, Settings
 from service.detect import create_detector
+from service.emotions import EmotionStage
 from service.inference.base import Engine
 from service.ingest.queues import BoundedQueue, FullPolicy
 from service.ingest.sources import SourceSpec, parse_source, unique_names
 from service.live.bus import EventBus, jsonl_sink
 from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
-from service.live.emotions import EmotionEvents
+from service.live.ended_tracks import EndedTracks
 from service.live.latest_frames import LatestFrames
 from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
 from service.live.supervision import SourceRunner, Supervisor
@@ -69,9 +71,10 @@ class LiveRuntime:
         # One id counter per source for all its face workers: a restarted one continues the ids, so a new person
         # never takes over the smoothing state or the place in /v1/state of one seen before.
         self._track_ids: dict[str, Iterator[int]] = {}
-        self.emotions = EmotionEvents(settings, engine, self.state, self.windows, self.bus.publish, self.clock,
-                                      observe_frame_to_event)
-        self.bus.add_sink(self.emotions.note_event)
+        self.emotions = EmotionStage(settings, engine, self.state)
+        self.ended_tracks = EndedTracks(self.emotions, self.windows)
+        self.bus.add_sink(self.ended_tracks.note_event)
+        self.observe_frame_to_event = observe_frame_to_event
         self.inference = self.new_inference_worker(observe_batch)
         self.watchdog = Watchdog(self.clock, settings.stall_s, settings.watchdog_interval_s,
                                  settings.watchdog_retry_s)
@@ -88,10 +91,9 @@ class LiveRuntime:
     # ---- building (also used by the supervisor's restarts) --------------------------------------------------
 
     def new_inference_worker(self, observe_batch=None) -> InferenceWorker:
-        observe_latency = (lambda s: self.observe_stage("infer", s)) if self.observe_stage else None
-        return InferenceWorker(self.engine, self.windows, self.settings.max_batch, self.emotions.publish_window,
-                               self.clock, self.emotions.forget_ended, observe_batch, observe_latency,
-                               self.settings.frame_cache_frames)
+        return InferenceWorker(self.emotions, self.windows, self.settings.max_batch, self.bus.publish, self.clock,
+                               self.ended_tracks.forget_ended, observe_batch, StageTimer(observer=self.observe_stage),
+                               self.observe_frame_to_event, self.settings.frame_cache_frames)
 
     def new_capture(self, spec: SourceSpec, frames: BoundedQueue) -> CaptureThread:
         return CaptureThread(spec, frames, self.settings.sample_fps, self.clock,

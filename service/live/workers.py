@@ -2,7 +2,8 @@
 
 FaceWorker (one per source): sampled frames -> FacePipeline (detect, track, crop, window buffers) -> lifecycle
 events and ready windows. InferenceWorker (one for all sources): ready windows from every track and source batched
-into one inference call, each window's probabilities handed on (service/live/emotions.py builds the events).
+into one inference call through service/emotions.py's EmotionStage (smoothing, prompt, event), each event
+published.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from service.inference.base import Engine
+from service.emotions import EmotionStage
 from service.inference.engine import FrameFeatureCache
 from service.ingest.queues import BoundedQueue
 from service.ingest.capture import CapturedFrame
 from service.live.latest_frames import LatestFrames, ViewFace
 from service.state import LiveState
-from service.metrics import RateMeter
+from service.metrics import RateMeter, StageTimer
 from service.pipeline import FacePipeline
 from service.windows import Window
 
@@ -112,17 +111,19 @@ class FaceWorker(_Worker):
 
 
 class InferenceWorker(_Worker):
-    """Batches ready windows through the engine and hands each window's probabilities to `on_probs` (the live
-    runtime's EmotionEvents: smoothing, event, publication); `after_batch` runs once per batch."""
+    """Batches ready windows through the emotion stage and publishes each window's event; `after_batch` runs once
+    per batch. `timer` is told how long each inference call took."""
 
-    def __init__(self, engine: Engine, windows: BoundedQueue[PendingWindow], max_batch: int,
-                 on_probs: Callable[[PendingWindow, np.ndarray], None], clock: Callable[[], float],
+    def __init__(self, stage: EmotionStage, windows: BoundedQueue[PendingWindow], max_batch: int,
+                 publish: Callable[[object], None], clock: Callable[[], float],
                  after_batch: Callable[[], None] | None = None, observe_batch: Callable[[int], None] | None = None,
-                 observe_latency: Callable[[float], None] | None = None, frame_cache_frames: int = 4096):
+                 timer: StageTimer | None = None, observe_frame_to_event: Callable[[float], None] | None = None,
+                 frame_cache_frames: int = 4096):
         super().__init__("inference", clock)
-        self.engine, self.windows, self.max_batch = engine, windows, max_batch
-        self.on_probs, self.after_batch = on_probs, after_batch
-        self.observe_batch, self.observe_latency = observe_batch, observe_latency
+        self.stage, self.windows, self.max_batch = stage, windows, max_batch
+        self.publish, self.after_batch = publish, after_batch
+        self.observe_batch, self.observe_frame_to_event = observe_batch, observe_frame_to_event
+        self.timer = timer or StageTimer()
         self.windows_done = 0
         # This worker's own: a frame shared by windows is encoded once.
         self.frame_cache = FrameFeatureCache(frame_cache_frames)
@@ -144,14 +145,14 @@ class InferenceWorker(_Worker):
                 self.busy_since = None
 
     def _infer(self, batch: list[PendingWindow]) -> None:
-        started = self.clock()
-        probs = self.engine.predict_windows([(p.source, p.window) for p in batch], self.frame_cache)
-        if self.observe_latency:
-            self.observe_latency(self.clock() - started)
+        events = self.stage.classify([(p.source, p.window) for p in batch], self.frame_cache, self.timer)
         if self.observe_batch:
             self.observe_batch(len(batch))
-        for pending, p in zip(batch, probs):
-            self.on_probs(pending, p)
+        for pending, event in zip(batch, events):
+            self.publish(event)
             self.windows_done += 1
+            if self.observe_frame_to_event:
+                # The window's last frame was captured at t_end on the same clock.
+                self.observe_frame_to_event(self.clock() - pending.window.t_end)
         if self.after_batch:
             self.after_batch()

@@ -8,14 +8,15 @@ import time
 import numpy as np
 import pytest
 
+from service.emotions import EmotionStage
 from service.events import TrackEvent
+from service.ingest.capture import CaptureThread
 from service.ingest.queues import BoundedQueue
 from service.ingest.sources import parse_source
-from service.ingest.capture import CaptureThread
-from service.live.emotions import EmotionEvents
-from service.state import LiveState
-from service.live.workers import PendingWindow
+from service.live.ended_tracks import EndedTracks
+from service.live.workers import InferenceWorker, PendingWindow
 from service.metrics import StageTimer
+from service.state import LiveState
 from service.windows import Window
 from tests.live.test_sources_capture import FakeCamera
 from tests.server import wait_for
@@ -45,6 +46,16 @@ def one_hot(index: int, p: float = 0.9) -> np.ndarray:
     return probs
 
 
+class ScriptedEngine(FakeEngine):
+    """Answers each window with the next probabilities queued in `answers`."""
+
+    def __init__(self, answers=()):
+        self.answers = list(answers)
+
+    def predict_windows(self, items, cache=None):
+        return np.stack([self.answers.pop(0) for _ in items])
+
+
 @pytest.fixture
 def emotions(settings):
     state = LiveState()
@@ -52,51 +63,53 @@ def emotions(settings):
     state.track_seen("cam", 1, (10.0, 10.0, 50.0, 50.0), 0.0, 640)
     published, latencies = [], []
     windows = BoundedQueue(8)
-    events = EmotionEvents(settings, FakeEngine(), state, windows, published.append, clock=lambda: 12.5,
-                           observe_frame_to_event=latencies.append)
-    return events, windows, published, latencies
+    engine = ScriptedEngine()
+    stage = EmotionStage(settings, engine, state)
+    ended = EndedTracks(stage, windows)
+    worker = InferenceWorker(stage, windows, settings.max_batch, published.append, clock=lambda: 12.5,
+                             after_batch=ended.forget_ended, observe_frame_to_event=latencies.append)
+
+    def infer(pending: PendingWindow, probs: np.ndarray) -> None:
+        engine.answers.append(probs)
+        worker._infer([pending])
+
+    return infer, stage, ended, windows, published, latencies
 
 
 def test_emotion_events_carry_raw_and_smoothed_probabilities(emotions):
-    events, _, published, latencies = emotions
-    events.publish_window(PendingWindow("cam", window(1, 10.0)), one_hot(3))  # happy
-    events.publish_window(PendingWindow("cam", window(1, 12.0)), one_hot(4))  # sad, once: EMA still says happy
+    infer, _, _, _, published, latencies = emotions
+    infer(PendingWindow("cam", window(1, 10.0)), one_hot(3))  # happy
+    infer(PendingWindow("cam", window(1, 12.0)), one_hot(4))  # sad, once: EMA still says happy
     first, second = published
     assert first.raw_probs == first.smoothed_probs == first.probs and first.label == "happy"
     assert second.raw_probs["sad"] == pytest.approx(0.9)
     assert second.smoothed_probs["sad"] == pytest.approx(0.46, abs=0.01)
     assert second.probs == second.smoothed_probs and second.confidence == second.smoothed_probs[second.label]
     assert len(second.raw_probs) == 11
+    assert first.prompt_about == "scene"  # live: everyone in view
     assert latencies == [2.5, 0.5]  # the clock (12.5) minus each window's last frame time
 
 
 def test_an_ended_tracks_smoothing_is_forgotten_once_its_last_window_is_done(emotions):
-    events, windows, _, _ = emotions
-    events.publish_window(PendingWindow("cam", window(1, 10.0)), one_hot(3))
+    infer, stage, ended, windows, _, _ = emotions
+    infer(PendingWindow("cam", window(1, 10.0)), one_hot(3))
     windows.put(PendingWindow("cam", window(1, 11.0)))  # its last window, still waiting for inference
-    events.note_event(TrackEvent(source="cam", type="track_lost", track_id=1, t=11.0, box=(0, 0, 1, 1)))
-    events.forget_ended()
-    assert ("cam", 1) in events.smoother  # kept for the window still to come
+    ended.note_event(TrackEvent(source="cam", type="track_lost", track_id=1, t=11.0, box=(0, 0, 1, 1)))
+    ended.forget_ended()
+    assert ("cam", 1) in stage.smoother  # kept for the window still to come
     last = windows.get(timeout=1)
-    events.publish_window(last, one_hot(3))
-    events.forget_ended()
-    assert ("cam", 1) not in events.smoother
+    infer(last, one_hot(3))
+    ended.forget_ended()
+    assert ("cam", 1) not in stage.smoother
 
 
 def test_clip_events_are_smoothed_like_live_ones(settings):
-    from service.metrics import StageTimer
-    from service.pipeline import classify
-    from service.smoothing import Smoother
-
-    class ScriptedEngine(FakeEngine):
-        def predict_windows(self, items, cache=None):
-            return np.stack([one_hot(3), one_hot(4)])[: len(items)]
-
-    smoother = Smoother("ema", 0.5)
-    happy, sad = classify(ScriptedEngine(), [window(1, 2.0), window(1, 3.0)], "clip.mp4", 8, StageTimer(),
-                          smoother=smoother)
+    stage = EmotionStage(settings.model_copy(update={"smoothing": "ema", "ema_alpha": 0.5}),
+                         ScriptedEngine([one_hot(3), one_hot(4)]))
+    happy, sad = stage.classify([("clip.mp4", window(1, 2.0)), ("clip.mp4", window(1, 3.0))], None, StageTimer())
     assert happy.raw_probs == happy.smoothed_probs and sad.raw_probs["sad"] == pytest.approx(0.9)
     assert sad.smoothed_probs["sad"] == pytest.approx(0.46, abs=0.01) and sad.label == "happy"
+    assert happy.prompt_about == "face"  # a clip: its own face
 
 
 def test_a_restarted_face_worker_gets_its_own_pipeline_and_its_tracks_end(settings):

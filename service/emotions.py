@@ -1,0 +1,105 @@
+"""Windows -> emotion events, the one home for clips and live: ready windows batched (max_batch at a time) through
+the engine (a frame-feature cache encodes each frame once, however many windows share it), each track's
+probabilities smoothed, the prompt written, one Contract 2 EmotionEvent per window.
+
+Clip analysis (service/analyze.py) and the live inference worker (service/live/workers.py) both call
+`EmotionStage.classify`. Their prompts differ in one named way, the event's `prompt_about`: a clip's event describes
+its own face ("face"); a live event describes everyone in view of its source as the live state knows them when the
+window is classified ("scene"), since the LLM answers whoever stands in front of the robot now."""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+import numpy as np
+
+from service.config import Settings
+from service.events import EmotionEvent
+from service.inference.base import Engine
+from service.inference.engine import FrameFeatureCache
+from service.metrics import StageTimer
+from service.prompts import FaceState, PromptTemplates, chat_messages, describe_scene, emotion_prompt
+from service.smoothing import Smoother
+from service.state import LiveState
+from service.windows import Window
+
+PromptAbout = Literal["face", "scene"]
+
+
+def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
+                  templates: PromptTemplates | None = None, label_index: int | None = None,
+                  prompt: str | None = None, raw_probs: np.ndarray | None = None,
+                  prompt_about: PromptAbout = "face") -> EmotionEvent:
+    """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
+    smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
+    the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
+    face; the live stage passes a prompt describing everyone in view (prompt_about="scene")."""
+    best = int(np.argmax(probs)) if label_index is None else label_index
+    smoothed = {label: round(float(p), 4) for label, p in zip(labels, probs)}
+    raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
+    confidence = float(probs[best])
+    templates = templates or PromptTemplates()
+    if prompt is None:
+        prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
+    return EmotionEvent(
+        source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
+        label=labels[best], confidence=round(confidence, 4),
+        probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
+        box=tuple(round(v, 1) for v in window.box), model=model,
+        prompt=prompt, prompt_about=prompt_about, messages=chat_messages(prompt, templates),
+    )
+
+
+class EmotionStage:
+    """Batch, predict, smooth, describe, event. `scene`: the live state, whose tracks a live event's prompt
+    describes (their labels are updated here); None for a clip, whose events describe their own face."""
+
+    def __init__(self, settings: Settings, engine: Engine, scene: LiveState | None = None):
+        self.engine, self.scene = engine, scene
+        self.max_batch, self.templates = settings.max_batch, settings.prompts
+        self.smoother = Smoother(settings.smoothing, settings.ema_alpha, settings.hysteresis_margin,
+                                 settings.smoother_max_tracks)
+        self._lock = threading.Lock()  # a replaced live inference worker may still finish a batch beside its successor
+
+    def classify(self, windows: list[tuple[str, Window]], cache: FrameFeatureCache | None,
+                 timer: StageTimer | None = None) -> list[EmotionEvent]:
+        """Windows of any sources and tracks (each track's in time order) -> one event each, in the same order."""
+        timer = timer or StageTimer()
+        events = []
+        for i in range(0, len(windows), self.max_batch):
+            batch = windows[i:i + self.max_batch]
+            with timer.time("infer"):
+                probs = self.engine.predict_windows(batch, cache)
+            events.extend(self.event(source, window, raw) for (source, window), raw in zip(batch, probs))
+        return events
+
+    def event(self, source: str, window: Window, raw: np.ndarray) -> EmotionEvent:
+        """One classified window: smoothed with its track's earlier windows, described, as an event."""
+        with self._lock:
+            label_index, smoothed = self.smoother.update(source, window.track_id, raw)
+        labels = self.engine.labels
+        if self.scene is None:
+            return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates,
+                                 label_index, raw_probs=raw)
+        prompt = self._describe_scene(source, window, labels[label_index], float(smoothed[label_index]), smoothed)
+        return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates, label_index,
+                             prompt, raw_probs=raw, prompt_about="scene")
+
+    def forget(self, source: str, track_id: int) -> None:
+        """Drop the smoothing of a track that ended and has no window left to classify."""
+        with self._lock:
+            self.smoother.forget(source, track_id)
+
+    def _describe_scene(self, source: str, window: Window, label: str, confidence: float,
+                        smoothed: np.ndarray) -> str:
+        labels = self.engine.labels
+        self.scene.set_emotion(source, window.track_id, label, confidence,
+                               {name: round(float(p), 4) for name, p in zip(labels, smoothed)},
+                               window.t_start, window.t_end)
+        tracks, width = self.scene.tracks(source)
+        faces = [FaceState(t.track_id, t.label, t.confidence, t.box, t.t_start, t.t_end)
+                 for t in tracks if t.label is not None]
+        if not any(f.track_id == window.track_id for f in faces):  # its track ended meanwhile: still describe it
+            faces.append(FaceState(window.track_id, label, confidence, window.box, window.t_start, window.t_end))
+        return describe_scene(faces, width or 1, self.templates)
