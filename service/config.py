@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     clip_jobs_kept: int = Field(100, ge=1, description="finished clip jobs whose results GET /v1/clips/{id} keeps")
     max_clip_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
     event_log: Path | None = Field(None, description="append every event to this JSONL file")
+    # 100 MB holds about 100,000 events (~1 kB each): a day of one person in view at one event a second.
+    event_log_max_mb: float = Field(100.0, gt=0, description="the event log is rotated (PATH.1, PATH.2, ...) past this")
+    event_log_backups: int = Field(3, ge=0, description="rotated event logs kept; older ones are deleted")
+    # Events a file or LLM sink may lag before losing its oldest: ~1,000 events are minutes of a busy scene, far
+    # beyond a disk's or a server's hiccup, and a few MB of memory at most.
+    sink_queue: int = Field(1024, ge=1, description="events the event log and the LLM forwarder may lag (each)")
 
     # The live view in the browser (GET /): the latest frame per source is kept in memory only, encoded on request
     view: bool = Field(True, description="serve the live view page and its frame endpoint; false: neither exists")

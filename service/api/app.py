@@ -21,6 +21,7 @@ from service.detect import create_detector
 from service.events import HeartbeatEvent
 from service.inference import create_engine
 from service.live.bus import EventBus
+from service.live.sinks import QueuedSink
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,18 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
         loop = asyncio.get_running_loop()
         bus = runtime.bus if runtime else EventBus(settings.subscriber_queue)
         bus.attach_loop(loop)
-        forwarder = None
+        forwarder, forwarder_sink = None, None
         if settings.forwarder.enabled:
             from service.forwarder import LLMForwarder
 
             forwarder = LLMForwarder(settings.forwarder)
-            # Sinks run in the publishing threads; post_from_thread hands the event to the loop without waiting.
-            bus.add_sink(functools.partial(forwarder.post_from_thread, loop))
+            # Off the publishing thread, behind a bounded queue; post_from_thread hands each event to the loop.
+            forwarder_sink = QueuedSink("llm_forwarder", functools.partial(forwarder.post_from_thread, loop),
+                                        settings.sink_queue)
+            forwarder_sink.start()
+            bus.add_sink(forwarder_sink)
+        queued_sinks = (runtime.sinks if runtime else []) + ([forwarder_sink] if forwarder_sink else [])
+        service_metrics.watch_event_outputs(bus, lambda: queued_sinks, forwarder)
         clip_jobs = ClipJobs(settings, engine, service_metrics.uploads)
         service_metrics.watch_clips(clip_jobs)
         app.state.services = Services(settings, engine, clip_jobs, service_metrics, bus, runtime, forwarder)
@@ -78,6 +84,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
             if runtime:
                 await asyncio.to_thread(runtime.stop)
             await asyncio.to_thread(clip_jobs.shutdown)
+            if forwarder_sink:
+                await asyncio.to_thread(forwarder_sink.stop)
             if forwarder:
                 await forwarder.aclose(drain_timeout_s=1.0)
 

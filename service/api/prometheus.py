@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from service.clip_jobs import ClipJobs, ClipObserver
+from service.live.bus import EventBus
+from service.live.sinks import QueuedSink
 from service.state import RuntimeStatus
+
+if TYPE_CHECKING:
+    from service.forwarder import LLMForwarder  # imported only when the forwarder is enabled (httpx)
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # From a frame's capture to its event: at least the inference time, at most about stall_s.
@@ -72,6 +78,32 @@ class ClipCollector(Collector):
         yield GaugeMetricFamily("emotion_clip_queue_depth", "uploaded clips waiting for a clip worker",
                                 value=self._clips.queued)
         yield GaugeMetricFamily("emotion_clip_workers_busy", "clip workers analysing a clip", value=self._clips.busy)
+
+
+class EventOutputCollector(Collector):
+    """Where events go besides the websocket, read at scrape time: each queued sink's drops and errors, the errors
+    of sinks called in the publishing thread, and the LLM forwarder's requests by outcome."""
+
+    def __init__(self, bus: EventBus, sinks: Callable[[], list[QueuedSink]], forwarder: LLMForwarder | None):
+        self._bus, self._sinks, self._forwarder = bus, sinks, forwarder
+
+    def collect(self):
+        dropped = CounterMetricFamily("emotion_sink_events_dropped", "events a sink lost because it lagged "
+                                      "sink_queue events behind (the oldest go first)", labels=["sink"])
+        errors = CounterMetricFamily("emotion_sink_errors", "events a sink failed on (logged)", labels=["sink"])
+        for sink in self._sinks():
+            dropped.add_metric([sink.name], sink.dropped)
+            errors.add_metric([sink.name], sink.errors)
+        errors.add_metric(["bus"], self._bus.sink_errors)  # sinks called in the publishing thread
+        yield dropped
+        yield errors
+        if self._forwarder is not None:
+            requests = CounterMetricFamily(
+                "emotion_forwarder_requests", "emotion events at the LLM forwarder by outcome: sent (answered), "
+                "errors (failed), dropped_queue_full, skipped_rate_limited, skipped_unchanged", labels=["outcome"])
+            for outcome, count in self._forwarder.counters.as_dict().items():
+                requests.add_metric([outcome], count)
+            yield requests
 
 
 class UploadMetrics(ClipObserver):
@@ -142,6 +174,10 @@ class ServiceMetrics:
 
     def watch_clips(self, clips: ClipJobs) -> None:
         self.registry.register(ClipCollector(clips))
+
+    def watch_event_outputs(self, bus: EventBus, sinks: Callable[[], list[QueuedSink]],
+                            forwarder: LLMForwarder | None) -> None:
+        self.registry.register(EventOutputCollector(bus, sinks, forwarder))
 
 
 class HttpMetricsMiddleware:

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,8 @@ class EventBus:
         self._loop = loop
 
     def add_sink(self, sink: Callable[[object], None]) -> None:
-        """A sink is called in the publishing thread: it must be quick and must not raise (errors are counted)."""
+        """A sink is called in the publishing thread: it must be quick and must not raise (errors are counted); one
+        that writes or sends goes behind a service.live.sinks.QueuedSink."""
         self._sinks.append(sink)
 
     def subscribe(self, source: str | None = None) -> Subscription:
@@ -84,15 +84,3 @@ class EventBus:
             self.dropped_total += 1
         sub.queue.put_nowait(event)
 
-
-def jsonl_sink(path: Path) -> Callable[[object], None]:
-    """A sink appending each event to a JSON Lines file (the event log)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = threading.Lock()
-
-    def write(event) -> None:
-        line = event.model_dump_json()
-        with lock, open(path, "a") as f:
-            f.write(line + "\n")
-
-    return write

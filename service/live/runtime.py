@@ -25,10 +25,11 @@ from service.emotions import EmotionStage
 from service.inference.base import Engine
 from service.ingest.queues import BoundedQueue, FullPolicy
 from service.ingest.sources import SourceSpec, parse_source, unique_names
-from service.live.bus import EventBus, jsonl_sink
+from service.live.bus import EventBus
 from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
 from service.live.ended_tracks import EndedTracks
 from service.live.latest_frames import LatestFrames
+from service.live.sinks import JsonlLog, QueuedSink
 from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
 from service.live.supervision import SourceRunner, Supervisor
 from service.live.watchdog import Watchdog
@@ -81,8 +82,18 @@ class LiveRuntime:
         self.supervisor = Supervisor(self, self.watchdog)
         self._lock = threading.Lock()
         self._started = False
+        # Sinks that write or send, each on its own thread (the inference worker never waits for a disk).
+        self.sinks: list[QueuedSink] = []
         if settings.event_log:
-            self.bus.add_sink(jsonl_sink(settings.event_log))
+            event_log = JsonlLog(settings.event_log, int(settings.event_log_max_mb * 1e6), settings.event_log_backups)
+            self.add_sink(QueuedSink("event_log", event_log.write, settings.sink_queue, on_stop=event_log.close))
+
+    def add_sink(self, sink: QueuedSink) -> None:
+        """A queued sink fed every event; started and stopped with the runtime."""
+        self.sinks.append(sink)
+        self.bus.add_sink(sink)
+        if self._started:
+            sink.start()
 
     def clock(self) -> float:
         """The service clock: seconds since the runtime was created (event times use it)."""
@@ -122,6 +133,8 @@ class LiveRuntime:
             if self._started:
                 return
             self._started = True
+            for sink in self.sinks:
+                sink.start()
             for spec in self.specs:
                 runner = self._build_runner(spec)
                 self.runners[spec.name] = runner
@@ -146,6 +159,8 @@ class LiveRuntime:
                                                              for t in (r.capture, r.worker)]:
                 if thread.is_alive():
                     thread.join(timeout)
+            for sink in self.sinks:
+                sink.stop()
             self._started = False
 
     # ---- reading --------------------------------------------------------------------------------------------
