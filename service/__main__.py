@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.config import CONFIG_FILE_ENV, SAMPLE_CLIP, Settings
+from service.config import SAMPLE_CLIP, Settings
 from service.errors import ServiceError
 
 log = logging.getLogger("service")
@@ -56,13 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    if args.config:
-        os.environ[CONFIG_FILE_ENV] = str(args.config)
     names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token", "checkpoint")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if overrides.get("checkpoint"):
         overrides["backend"] = "pytorch"
-    return Settings(**overrides)
+    return Settings.load(args.config, **overrides)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,8 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 DetectorName = Literal["auto", "blazeface", "scrfd", "yunet", "haar"]
 CONFIG_FILE_ENV = "EMOTION_CONFIG_FILE"
+# The TOML file Settings.load was given (--config), for settings_customise_sources, which pydantic calls without it.
+_config_file: ContextVar[Path | None] = ContextVar("config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -51,12 +54,24 @@ class Settings(BaseSettings):
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource):
         sources = [init_settings, env_settings, dotenv_settings]
-        config_file = os.environ.get(CONFIG_FILE_ENV)
+        given = _config_file.get()
+        config_file = given or os.environ.get(CONFIG_FILE_ENV)
         if config_file:
             if not Path(config_file).is_file():
-                raise FileNotFoundError(f"config file {config_file} ({CONFIG_FILE_ENV}) does not exist")
+                named_by = "--config" if given else CONFIG_FILE_ENV
+                raise FileNotFoundError(f"config file {config_file} ({named_by}) does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **values) -> Settings:
+        """Settings from `values`, the environment, .env and a TOML file, in that order of precedence. The file is
+        `config_file` when given (--config), else the one EMOTION_CONFIG_FILE names, if any."""
+        token = _config_file.set(config_file)
+        try:
+            return cls(**values)
+        finally:
+            _config_file.reset(token)
 
     # Live sources and the HTTP server
     sources: list[str] = Field(

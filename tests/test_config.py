@@ -1,5 +1,6 @@
 """Settings: one object, environment and TOML file, documented in docs/CONFIGURATION.md."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,13 @@ def test_bad_values_are_refused(monkeypatch):
     monkeypatch.delenv("EMOTION_SAMPLE_FPS")
     with pytest.raises(ValidationError, match="single"):
         Settings(_env_file=None, prompts={"single": "looks {nonsense}"})
+
+
+def test_config_option_is_passed_to_the_settings_not_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)
+    config = tmp_path / "robot.toml"
+    config.write_text("hop = 4\n")
+    assert Settings.load(config, _env_file=None, sample_fps=5.0).hop == 4
+    assert CONFIG_FILE_ENV not in os.environ and Settings(_env_file=None).hop == 8  # nothing left behind
+    with pytest.raises(FileNotFoundError, match=r"nope.toml \(--config\)"):
+        Settings.load(tmp_path / "nope.toml", _env_file=None)

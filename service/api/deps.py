@@ -1,4 +1,5 @@
-"""What route handlers need, as typed dependencies: the app's services and the bearer-token check."""
+"""What route handlers need, as typed dependencies (`SettingsDep`, `EngineDep`, `ClipJobsDep`, `MetricsDep`, `BusDep`,
+`LiveDep`), and the bearer-token check. Only this module knows where the app keeps them (app.state.services)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,19 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Request, WebSocket, status
+from fastapi import Depends, HTTPException, WebSocket, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from service.clip_jobs import ClipJobs
 from service.api.prometheus import ServiceMetrics
+from service.clip_jobs import ClipJobs
 from service.config import Settings
 from service.inference.base import Engine
 from service.live.bus import EventBus
+from service.live.runtime import LiveRuntime
 
-if TYPE_CHECKING:  # imported only when used: a clips-only server needs neither
+if TYPE_CHECKING:  # imported only when enabled (httpx)
     from service.forwarder import LLMForwarder
-    from service.live.runtime import LiveRuntime
 
 
 @dataclass
@@ -32,11 +33,44 @@ class Services:
     forwarder: LLMForwarder | None = None
 
 
-def get_services(request: Request) -> Services:
-    return request.app.state.services
+def get_services(connection: HTTPConnection) -> Services:
+    """The app's services, for an HTTP request or a websocket alike."""
+    return connection.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+def get_engine(services: ServicesDep) -> Engine:
+    return services.engine
+
+
+def get_clip_jobs(services: ServicesDep) -> ClipJobs:
+    return services.clips
+
+
+def get_metrics(services: ServicesDep) -> ServiceMetrics:
+    return services.metrics
+
+
+def get_bus(services: ServicesDep) -> EventBus:
+    return services.bus
+
+
+def get_live(services: ServicesDep) -> LiveRuntime | None:
+    return services.runtime
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ClipJobsDep = Annotated[ClipJobs, Depends(get_clip_jobs)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+BusDep = Annotated[EventBus, Depends(get_bus)]
+LiveDep = Annotated[LiveRuntime | None, Depends(get_live)]  # None when serving clips only
 
 
 def token_matches(settings: Settings, presented: str | None) -> bool:
@@ -61,24 +95,24 @@ def _refuse() -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(request: Request,
+def require_token(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None) -> None:
-    if not token_matches(request.app.state.services.settings, credentials.credentials if credentials else None):
+    if not token_matches(settings, credentials.credentials if credentials else None):
         raise _refuse()
 
 
-def _header_or_query_token_ok(connection: HTTPConnection) -> bool:
+def _header_or_query_token_ok(connection: HTTPConnection, settings: Settings) -> bool:
     presented = bearer(connection.headers.get("authorization")) or connection.query_params.get("token")
-    return token_matches(connection.app.state.services.settings, presented)
+    return token_matches(settings, presented)
 
 
-def require_token_header_or_query(request: Request) -> None:
+def require_token_header_or_query(connection: HTTPConnection, settings: SettingsDep) -> None:
     """For pages a browser navigates to (/, /docs, /redoc) and what they load by URL (/openapi.json): a link cannot
     carry a header, so `?token=` is accepted as well."""
-    if not _header_or_query_token_ok(request):
+    if not _header_or_query_token_ok(connection, settings):
         raise _refuse()
 
 
-def websocket_token_ok(websocket: WebSocket) -> bool:
+def websocket_token_ok(websocket: WebSocket, settings: Settings) -> bool:
     """Browsers cannot set headers on a websocket, so `?token=` is accepted as well."""
-    return _header_or_query_token_ok(websocket)
+    return _header_or_query_token_ok(websocket, settings)

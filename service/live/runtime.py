@@ -28,7 +28,7 @@ from service.ingest.sources import SourceSpec, parse_source, unique_names
 from service.live.bus import EventBus
 from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
 from service.live.ended_tracks import EndedTracks
-from service.live.latest_frames import LatestFrames
+from service.live.latest_frames import FaceLabel, LatestFrames
 from service.live.sinks import JsonlLog, QueuedSink
 from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
 from service.live.supervision import SourceRunner, Supervisor
@@ -164,6 +164,24 @@ class LiveRuntime:
             self._started = False
 
     # ---- reading --------------------------------------------------------------------------------------------
+
+    def has_source(self, name: str) -> bool:
+        return name in self.runners
+
+    def source_names(self) -> list[str]:
+        return self.state.sources()
+
+    def view_frame(self, source: str) -> tuple[bytes, float] | None:
+        """The source's latest frame as JPEG, each tracked face's box, id, label and confidence drawn on it, and its
+        time; None when it has delivered no frame yet. KeyError: no such source, or the view is off."""
+        if self.latest_frames is None or source not in self.state.sources():
+            raise KeyError(source)
+
+        def labels() -> dict[int, FaceLabel]:
+            tracks, _ = self.state.tracks(source)
+            return {t.track_id: FaceLabel(t.label, t.confidence) for t in tracks}
+
+        return self.latest_frames.jpeg(source, labels)
 
     @property
     def sources_alive(self) -> dict[str, bool]:

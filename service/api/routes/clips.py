@@ -5,7 +5,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
 from service.clip_jobs import ClipJob, QueueFull
-from service.api.deps import ServicesDep
+from service.api.deps import ClipJobsDep, MetricsDep, SettingsDep
 from service.api.uploads import UploadAbandoned, UploadTooLarge, receive_clip
 from service.errors import ServiceError, UploadError
 
@@ -29,11 +29,12 @@ def _clip_error_status(message: str) -> int:
     400: {"description": "empty upload or no 'file' field"}, 413: {"description": "over the upload limit"},
     422: {"description": "not a video, or corrupt"},
     429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"}})
-async def post_clip(request: Request, services: ServicesDep, background: bool = False) -> JSONResponse:
+async def post_clip(request: Request, settings: SettingsDep, clips: ClipJobsDep, metrics: MetricsDep,
+                    background: bool = False) -> JSONResponse:
     """Analyse a clip completely (every frame decoded, sampled to sample_fps). Clips over sync_upload_mb, or with
     `?background=true`, are answered 202 with `Location: /v1/clips/{id}`. The upload is deleted when the analysis
     ends; frames are not stored. If the client of a waiting request goes away, its analysis is cancelled."""
-    settings, observer = services.settings, services.metrics.uploads
+    observer = metrics.uploads
     try:
         upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024))
     except UploadAbandoned as exc:
@@ -51,10 +52,10 @@ async def post_clip(request: Request, services: ServicesDep, background: bool = 
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"uploaded file {upload.filename!r} is empty")
     try:
         if background or upload.size > settings.sync_upload_mb * 1024 * 1024:
-            job, _ = services.clips.submit(upload)
+            job, _ = clips.submit(upload)
             return JSONResponse(job.model_dump(mode="json", exclude={"report"}),
                                 status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/v1/clips/{job.id}"})
-        job = await services.clips.run(upload, request.is_disconnected)
+        job = await clips.run(upload, request.is_disconnected)
     except QueueFull as exc:
         upload.delete()
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
@@ -70,9 +71,9 @@ async def post_clip(request: Request, services: ServicesDep, background: bool = 
 
 
 @router.get("/{job_id}", response_model=ClipJob)
-def get_clip(job_id: str, services: ServicesDep) -> ClipJob:
-    job = services.clips.get(job_id)
+def get_clip(job_id: str, clips: ClipJobsDep) -> ClipJob:
+    job = clips.get(job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no clip job {job_id!r} (results are kept for the last "
-                            f"{services.clips.keep} jobs)")
+                            f"{clips.keep} jobs)")
     return job

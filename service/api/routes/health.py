@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import ServicesDep
+from service.api.deps import EngineDep, LiveDep
 
 router = APIRouter(tags=["health"])
 
@@ -14,8 +14,8 @@ def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "model not loaded or a live source not delivering"}})
-def readyz(services: ServicesDep) -> JSONResponse:
-    sources = services.runtime.sources_alive if services.runtime else {}
-    ready = services.engine is not None and all(sources.values())
-    body = {"ready": ready, "model": services.engine.spec.name if services.engine else None, "sources": sources}
+def readyz(engine: EngineDep, live: LiveDep) -> JSONResponse:
+    sources = live.sources_alive if live else {}
+    ready = engine is not None and all(sources.values())
+    body = {"ready": ready, "model": engine.spec.name if engine else None, "sources": sources}
     return JSONResponse(body, status_code=200 if ready else 503)

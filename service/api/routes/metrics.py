@@ -3,11 +3,11 @@
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import ServicesDep
+from service.api.deps import MetricsDep
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(services: ServicesDep) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(service_metrics: MetricsDep) -> Response:
+    return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,17 +2,17 @@
 
 from fastapi import APIRouter, HTTPException
 
-from service.api.deps import ServicesDep
+from service.api.deps import EngineDep, LiveDep
 from service.state import RuntimeStatus
 
 router = APIRouter(prefix="/v1/state", tags=["state"])
 
 
 @router.get("", response_model=RuntimeStatus, responses={404: {"description": "no such source"}})
-def get_state(services: ServicesDep, source: str | None = None) -> RuntimeStatus:
-    if services.runtime is None:
-        return RuntimeStatus(t=None, model=services.engine.spec.name)
-    snapshot = services.runtime.snapshot()
+def get_state(engine: EngineDep, live: LiveDep, source: str | None = None) -> RuntimeStatus:
+    if live is None:
+        return RuntimeStatus(t=None, model=engine.spec.name)
+    snapshot = live.snapshot()
     if source is not None:
         if source not in snapshot.sources:
             raise HTTPException(404, f"no source {source!r}; sources: {', '.join(snapshot.sources) or 'none'}")

@@ -4,26 +4,24 @@ import asyncio
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
-from service.api.deps import websocket_token_ok
+from service.api.deps import BusDep, LiveDep, MetricsDep, SettingsDep, websocket_token_ok
 
 router = APIRouter(tags=["stream"])
 
 
 @router.websocket("/v1/stream")
-async def stream(websocket: WebSocket, source: str | None = None) -> None:
+async def stream(websocket: WebSocket, settings: SettingsDep, live: LiveDep, bus: BusDep, metrics: MetricsDep,
+                 source: str | None = None) -> None:
     """`?source=NAME` keeps one source's events (heartbeats always come); `?token=` where headers cannot be set.
     A client that falls subscriber_queue events behind loses its oldest events; one that answers no ping for
     ws_ping_timeout_s is disconnected (both counted in /metrics). Neither slows the pipeline or the others."""
-    if not websocket_token_ok(websocket):
+    if not websocket_token_ok(websocket, settings):
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="missing or wrong token")
         return
-    services = websocket.app.state.services
-    runtime = services.runtime
-    if runtime is not None and source is not None and source not in runtime.runners:
+    if live is not None and source is not None and not live.has_source(source):
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=f"no source {source!r}")
         return
     await websocket.accept()
-    bus = services.bus
     subscription = bus.subscribe(source)
 
     async def send_events() -> None:
@@ -50,6 +48,5 @@ async def stream(websocket: WebSocket, source: str | None = None) -> None:
             task.cancel()
         await asyncio.gather(sender, closer, return_exceptions=True)
         code = closer.result() if closer.done() and not closer.cancelled() and closer.exception() is None else None
-        metrics = services.metrics
         metrics.websocket_disconnects.labels("closed" if code in (1000, 1001) else "lost").inc()
         metrics.websocket_undelivered.inc(subscription.queue.qsize())

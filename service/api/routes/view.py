@@ -14,8 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.api.deps import ServicesDep, require_token, require_token_header_or_query
-from service.live.latest_frames import FaceLabel
+from service.api.deps import LiveDep, SettingsDep, require_token, require_token_header_or_query
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_URL = "/static/view"
@@ -37,23 +36,21 @@ def page() -> FileResponse:
     200: {"content": {"image/jpeg": {}}, "description": "the latest frame with each face's box, track id, label and "
           "confidence drawn on it; header X-Frame-Time: its time on the service clock"},
     404: {"description": "no such live source"}, 503: {"description": "the source has delivered no frame yet"}})
-def latest_frame(source: str, services: ServicesDep) -> Response:
+def latest_frame(source: str, live: LiveDep, settings: SettingsDep) -> Response:
     """The latest frame of a live source as JPEG. Encoded only when asked for, at most view_max_fps times a second
     per source (viewers in between get the same encoding), never larger than view_max_side pixels."""
-    runtime = services.runtime
-    if runtime is None or runtime.latest_frames is None or source not in runtime.state.sources():
-        known = ", ".join(runtime.state.sources()) if runtime else ""
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live source {source!r}; sources: {known or 'none'}")
-
-    def labels() -> dict[int, FaceLabel]:
-        tracks, _ = runtime.state.tracks(source)
-        return {t.track_id: FaceLabel(t.label, t.confidence) for t in tracks}
-
-    encoded = runtime.latest_frames.jpeg(source, labels)
+    try:
+        if live is None:
+            raise KeyError(source)
+        encoded = live.view_frame(source)
+    except KeyError:
+        known = ", ".join(live.source_names()) if live else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no live source {source!r}; sources: {known or 'none'}") from None
     if encoded is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no frame from source {source!r} yet",
                             headers={"Retry-After": "1"})
     jpeg, t = encoded
     return Response(jpeg, media_type="image/jpeg", headers={
         "Cache-Control": "no-store", "X-Frame-Time": f"{t:.3f}",
-        "X-View-Max-Fps": f"{services.settings.view_max_fps:g}"})
+        "X-View-Max-Fps": f"{settings.view_max_fps:g}"})
