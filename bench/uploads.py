@@ -14,34 +14,15 @@ import argparse
 import json
 import os
 import platform
-import socket
 import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import httpx
 import numpy as np
-import uvicorn
 
-
-@contextmanager
-def serving(app):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
+# Run as a script (see above): its sibling in this checkout, whichever service PYTHONPATH points at.
+from serving import running_server
 
 
 def cpu_name() -> str:
@@ -63,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     data = open(args.clip, "rb").read()
     settings = Settings(_env_file=None)
-    with serving(create_app(settings, live=False)) as base:
+    with running_server(create_app(settings, live=False)) as base:
         def post() -> tuple[float, int]:
             started = time.perf_counter()
             response = httpx.post(base + "/v1/clips", files={"file": ("clip.mp4", data, "video/mp4")}, timeout=1800)

@@ -90,7 +90,6 @@ class LLMForwarder:
         self._closed = False
         self._forwarded_labels: dict[tuple[str, int], str] = {}  # (source, track_id) -> label last forwarded
         self._last_sent_at: dict[str, float] = {}  # source -> clock() of its last queued request
-        self._last_replies: dict[str, str] = {}
 
     async def handle(self, event: EmotionEvent | TrackEvent | HeartbeatEvent) -> None:
         """Never waits on the network: at most one non-blocking put on the queue."""
@@ -139,10 +138,6 @@ class LLMForwarder:
         """Whether the background HTTP task is up (it starts with the first request)."""
         return self._worker is not None and not self._worker.done()
 
-    def last_reply(self, source: str) -> str | None:
-        """The LLM's latest answer to an emotion change on this source."""
-        return self._last_replies.get(source)
-
     async def drain(self, timeout_s: float) -> bool:
         """Wait up to timeout_s for every queued request to be answered or to fail; True if they all were."""
         try:
@@ -185,7 +180,6 @@ class LLMForwarder:
                             request.track_id, request.label, _describe(error))
             else:
                 self.counters.sent += 1
-                self._last_replies[request.source] = reply
                 log.debug("LLM forwarder: %s track %d %s -> %r", request.source, request.track_id, request.label,
                           reply)
             finally:

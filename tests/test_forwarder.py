@@ -144,7 +144,6 @@ def test_first_label_is_posted_with_the_emotion_context(fake_llm):
     assert request["authorization"] == "Bearer sk-local"
     assert fw.counters.as_dict() == {"sent": 1, "skipped_rate_limited": 0, "skipped_unchanged": 0,
                                      "dropped_queue_full": 0, "errors": 0}
-    assert fw.last_reply("camera0") == f"reply 1 to {tag}" and fw.last_reply("camera1") is None
 
 
 def test_unchanged_label_is_not_posted_again(fake_llm):
@@ -188,7 +187,7 @@ def test_change_inside_the_interval_waits_and_is_sent_after_it(fake_llm):
     fw = asyncio.run(scenario())
     requests = fake_llm.received(tag)
     assert len(requests) == 2 and "looked sad" in requests[1]["body"]["messages"][0]["content"]
-    assert fw.counters.sent == 2 and fw.last_reply("camera0") == f"reply 2 to {tag}"
+    assert fw.counters.sent == 2
 
 
 def test_a_change_that_reverts_inside_the_interval_is_not_sent(fake_llm):
@@ -233,7 +232,7 @@ def test_rate_limit_is_per_source_and_new_tracks_count_as_changes(fake_llm):
 
     fw = asyncio.run(scenario())
     assert fw.counters.sent == 4 and fw.counters.skipped_rate_limited == 1
-    assert fw.last_reply("camera0") and fw.last_reply("camera1")
+    assert len(fake_llm.received(tag)) == 4
 
 
 @pytest.mark.parametrize("mode", ["fail", "garbage", "slow", "closed-port"])
@@ -258,7 +257,7 @@ def test_server_failures_are_counted_never_raised(fake_llm, mode):
         return fw
 
     fw = asyncio.run(scenario())
-    assert fw.counters.sent == 0 and fw.last_reply("camera0") is None
+    assert fw.counters.sent == 0
 
 
 def test_full_queue_drops_counts_and_tries_again_later(fake_llm):

@@ -1,7 +1,8 @@
 """Bounded hand-over between threads with a named policy for a full queue, and counted drops.
 
-Live sources use DROP_OLDEST (the newest frame matters; an old one is useless to a robot in conversation);
-recorded clips use WAIT (every frame counts). Never unbounded: an unbounded queue grows until the process dies.
+Live sources use DROP_OLDEST (the newest frame matters; an old one is useless to a robot in conversation); a
+recorded clip is never queued (its face loop reads every frame itself). Never unbounded: an unbounded queue grows
+until the process dies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ T = TypeVar("T")
 
 class FullPolicy(str, Enum):
     DROP_OLDEST = "drop_oldest"
-    WAIT = "wait"
 
 
 class BoundedQueue(Generic[T]):
@@ -29,25 +29,17 @@ class BoundedQueue(Generic[T]):
         self.put_count = 0
         self.dropped = 0
 
-    def put(self, item: T, timeout: float | None = None) -> bool:
-        """Add an item. DROP_OLDEST never blocks and returns False when it had to drop; WAIT blocks up to timeout
-        and returns False (item not added, counted as dropped) if there was still no room."""
+    def put(self, item: T) -> bool:
+        """Add an item; never blocks. Returns False when the oldest item had to be dropped (counted)."""
         with self._cond:
-            if len(self._items) >= self.maxsize:
-                if self.policy is FullPolicy.DROP_OLDEST:
-                    self._items.popleft()
-                    self.dropped += 1
-                    self._items.append(item)
-                    self.put_count += 1
-                    self._cond.notify()
-                    return False
-                if not self._cond.wait_for(lambda: len(self._items) < self.maxsize, timeout):
-                    self.dropped += 1
-                    return False
+            dropped = len(self._items) >= self.maxsize
+            if dropped:
+                self._items.popleft()
+                self.dropped += 1
             self._items.append(item)
             self.put_count += 1
             self._cond.notify_all()
-            return True
+            return not dropped
 
     def get(self, timeout: float | None = None) -> T | None:
         """The oldest item, or None after timeout."""

@@ -60,10 +60,6 @@ class LatestFrames:
                 latest.jpeg, latest.encoded_t, latest.encoded_at = previous.jpeg, previous.encoded_t, previous.encoded_at
             self._latest[source] = latest
 
-    def has_frame(self, source: str) -> bool:
-        with self._lock:
-            return source in self._latest
-
     def jpeg(self, source: str, labels: Callable[[], dict[int, FaceLabel]]) -> tuple[bytes, float] | None:
         """The latest frame of `source` with each face's box, track id, label and confidence drawn on it, as JPEG
         bytes and the frame's time; None if the source has delivered no frame yet. `labels` gives each track's

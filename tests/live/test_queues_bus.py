@@ -1,5 +1,4 @@
 import asyncio
-import threading
 
 import pytest
 
@@ -14,15 +13,6 @@ def test_drop_oldest_keeps_the_newest_and_counts():
     assert q.put(3) is False  # had to drop
     assert q.dropped == 1 and len(q) == 2
     assert [q.get(0), q.get(0), q.get(0)] == [2, 3, None]
-
-
-def test_wait_blocks_until_room_or_timeout():
-    q = BoundedQueue(1, FullPolicy.WAIT)
-    q.put("a")
-    assert q.put("b", timeout=0.05) is False and q.dropped == 1
-    threading.Timer(0.05, q.get).start()
-    assert q.put("c", timeout=5) is True
-    assert q.get(0) == "c"
 
 
 def test_drain_and_policy_from_string():
