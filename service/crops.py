@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from service.bundle import CropSpec
+from service.events import Box
+
+Landmarks = tuple[tuple[float, float], ...]  # keypoints (x, y), the two eyes first
+
 
 @dataclass(frozen=True)
 class CropPolicy:
@@ -21,12 +26,12 @@ class CropPolicy:
     margin: float = 0.2  # the square face box enlarged by this fraction of its side on each side
     align: bool = False  # rotate about the face centre so the eyes are level (where the detector gives eyes)
 
-    def crop(self, image: np.ndarray, box: tuple[float, float, float, float], landmarks=None) -> np.ndarray:
+    def crop(self, image: np.ndarray, box: Box, landmarks: Landmarks | None = None) -> np.ndarray:
         angle = eye_angle(landmarks) if self.align and landmarks else 0.0
         return crop_face(image, box, self.size, self.channels, self.margin, angle)
 
 
-def declared_crop(crop, size: int, channels: int, default_margin: float) -> CropPolicy:
+def declared_crop(crop: CropSpec | None, size: int, channels: int, default_margin: float) -> CropPolicy:
     """The crops a model takes: as its bundle declares them (`crop`, a service.bundle.CropSpec: margin, align), or,
     where nothing is declared (older bundles), `default_margin` and upright. The one place the service, export's
     real windows and models.prepare turn a declaration into a policy, so all three crop alike."""
@@ -35,7 +40,7 @@ def declared_crop(crop, size: int, channels: int, default_margin: float) -> Crop
     return CropPolicy(size, channels, default_margin)
 
 
-def eye_angle(landmarks) -> float:
+def eye_angle(landmarks: Landmarks) -> float:
     """Degrees the line from the first to the second eye keypoint is turned from level (every detector lists the
     two eyes first, the image-left one first)."""
     (x0, y0), (x1, y1) = landmarks[0], landmarks[1]
@@ -60,7 +65,7 @@ def crop_face(image: np.ndarray, box: tuple[float, float, float, float], size: i
     return to_channels(_square_crop(image, box, size, margin), channels)
 
 
-def _square_crop(image: np.ndarray, box, size: int, margin: float) -> np.ndarray:
+def _square_crop(image: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
     x, y, side = square_box(box, margin)
     h, w = image.shape[:2]
     pad_l, pad_t = max(0, -x), max(0, -y)
@@ -72,7 +77,7 @@ def _square_crop(image: np.ndarray, box, size: int, margin: float) -> np.ndarray
     return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
-def _rotated_crop(image: np.ndarray, box, size: int, margin: float, angle: float) -> np.ndarray:
+def _rotated_crop(image: np.ndarray, box: Box, size: int, margin: float, angle: float) -> np.ndarray:
     # The upright square big enough to hold the turned one, at the output's scale, then turned about its centre.
     big = math.ceil(size * math.sqrt(2)) + 2
     region = _square_crop(image, box, big, ((1 + 2 * margin) * big / size - 1) / 2)

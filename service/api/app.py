@@ -20,6 +20,7 @@ from service.config import Settings
 from service.detect import create_detector
 from service.events import HeartbeatEvent
 from service.inference import create_engine
+from service.ingest.sources import SourceSpec
 from service.live.bus import EventBus
 from service.live.sinks import QueuedSink
 
@@ -33,7 +34,7 @@ async def _heartbeats(bus: EventBus, clock: Callable[[], float], interval: float
 
 
 def create_app(settings: Settings | None = None, live: bool = True, sources: list[str] | None = None,
-               opener=None) -> FastAPI:
+               opener: Callable[[SourceSpec], object] | None = None) -> FastAPI:
     """live=False serves uploads only (no cameras). `sources` overrides settings.sources; `opener` replaces
     OpenCV's capture (tests)."""
     settings = settings or Settings()

@@ -1,12 +1,13 @@
 """Running a model bundle on batches of windows."""
 
+from service.config import Settings
 from service.inference.base import Engine
 from service.inference.engine import FrameFeatureCache, OnnxEngine, choose_providers, normalise, softmax
 
 __all__ = ["Engine", "FrameFeatureCache", "OnnxEngine", "choose_providers", "create_engine", "normalise", "softmax"]
 
 
-def create_engine(settings) -> Engine:
+def create_engine(settings: Settings) -> Engine:
     """The engine the settings describe: a bundle through ONNX Runtime (providers, threads, TensorRT cache and
     precision), or with backend=pytorch a training checkpoint run directly by PyTorch (research)."""
     from service.bundle import ModelBundle

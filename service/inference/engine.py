@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from service.bundle import ModelBundle
+from service.bundle import BundleSpec, ModelBundle
 from service.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def check_graph_matches(session: ort.InferenceSession, spec, path) -> None:
+def check_graph_matches(session: ort.InferenceSession, spec: BundleSpec, path: Path) -> None:
     """The graph's inputs and output must be the ones bundle.json declares, fixed dimensions included."""
     graph = {i.name: i.shape for i in session.get_inputs()}
     declared = {t.name: t.shape for t in spec.inputs}
@@ -83,7 +84,8 @@ def check_graph_matches(session: ort.InferenceSession, spec, path) -> None:
         raise BundleError(f"{path} has outputs {outputs}, bundle.json declares {spec.output.name!r}")
 
 
-def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession, spec, directory) -> None:
+def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession, spec: BundleSpec,
+                       directory: Path) -> None:
     """The frame encoder and window head must have the inputs and outputs the engine feeds and reads."""
     expected_head = ["features", "scene_features"] if spec.needs_scene else ["features"]
     found = {spec.frame_cache.encoder: ([i.name for i in encoder.get_inputs()], ["frames"],

@@ -10,7 +10,8 @@ import numpy as np
 
 from service.bundle import BundleSpec, ModelBundle, TensorSpec, TrainingInfo
 from service.errors import BundleError
-from service.inference.engine import normalise, softmax
+from service.inference.engine import FrameFeatureCache, normalise, softmax
+from service.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class TorchEngine:
             logits = self.model(x, s).float().cpu().numpy()
         return softmax(logits)
 
-    def predict_windows(self, items: list, cache=None) -> np.ndarray:
+    def predict_windows(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None
+                        ) -> np.ndarray:
         faces = np.stack([w.faces for _, w in items])
         scene = np.stack([w.scene for _, w in items]) if items[0][1].scene is not None else None
         return self.predict(faces, scene)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -61,7 +62,7 @@ class BoundedQueue(Generic[T]):
         with self._cond:
             return len(self._items)
 
-    def holds(self, predicate) -> bool:
+    def holds(self, predicate: Callable[[T], bool]) -> bool:
         """Whether an item waiting now satisfies predicate(item)."""
         with self._cond:
             return any(predicate(item) for item in self._items)

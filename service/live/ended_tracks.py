@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from service.emotions import EmotionStage
-from service.events import TrackEvent
+from service.events import EmotionEvent, HeartbeatEvent, TrackEvent
 from service.ingest.queues import BoundedQueue
 from service.live.workers import PendingWindow
 
@@ -17,7 +17,7 @@ class EndedTracks:
         self._ended: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
 
-    def note_event(self, event) -> None:
+    def note_event(self, event: EmotionEvent | TrackEvent | HeartbeatEvent) -> None:
         """A bus sink: remembers tracks that ended."""
         if isinstance(event, TrackEvent) and event.type == "track_lost":
             with self._lock:

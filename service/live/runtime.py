@@ -101,7 +101,7 @@ class LiveRuntime:
 
     # ---- building (also used by the supervisor's restarts) --------------------------------------------------
 
-    def new_inference_worker(self, observe_batch=None) -> InferenceWorker:
+    def new_inference_worker(self, observe_batch: Callable[[int], None] | None = None) -> InferenceWorker:
         return InferenceWorker(self.emotions, self.windows, self.settings.max_batch, self.bus.publish, self.clock,
                                self.ended_tracks.forget_ended, observe_batch, StageTimer(observer=self.observe_stage),
                                self.observe_frame_to_event, self.settings.frame_cache_frames)

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from service.ingest.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class JsonlLog:
         self._file = open(self.path, "a", encoding="utf-8")
         self.rotations = 0
 
-    def write(self, event) -> None:
+    def write(self, event: BaseModel) -> None:
         self._file.write(event.model_dump_json() + "\n")
         self._file.flush()  # a reader (tail -f, a log shipper) sees each event as it happens
         if self._file.tell() >= self.max_bytes:

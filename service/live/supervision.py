@@ -8,6 +8,7 @@ inference worker is a new thread on the same queues.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,7 +47,7 @@ class LiveRuntime(Protocol):
 
     def new_face_worker(self, spec: SourceSpec, frames: BoundedQueue, timer: StageTimer) -> FaceWorker: ...
 
-    def new_inference_worker(self, observe_batch=None) -> InferenceWorker: ...
+    def new_inference_worker(self, observe_batch: Callable[[int], None] | None = None) -> InferenceWorker: ...
 
 
 def capture_health(runner: SourceRunner) -> Health:
@@ -56,7 +57,7 @@ def capture_health(runner: SourceRunner) -> Health:
     return Health(capture.is_alive(), progress)
 
 
-def worker_health(worker) -> Health:
+def worker_health(worker: FaceWorker | InferenceWorker) -> Health:
     return Health(worker.is_alive(), worker.heartbeat, worker.busy_since)
 
 

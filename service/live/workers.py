@@ -20,7 +20,7 @@ from service.ingest.capture import CapturedFrame
 from service.live.latest_frames import LatestFrames, ViewFace
 from service.state import LiveState
 from service.metrics import RateMeter, StageTimer
-from service.pipeline import FacePipeline
+from service.pipeline import FacePipeline, FrameResult
 from service.windows import Window
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class FaceWorker(_Worker):
                                    [ViewFace(f.track_id, f.detection.box) for f in self.pipeline.last_faces])
         self._emit(result)
 
-    def _emit(self, result) -> None:
+    def _emit(self, result: FrameResult) -> None:
         # Windows first: when a track_lost is published, its last window is already queued for inference (the
         # smoothing of an ended track is forgotten once none of its windows waits).
         for window in result.windows:
