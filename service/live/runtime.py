@@ -5,8 +5,8 @@ its state.
     inference worker (all sources, batched; service/emotions.py: smoothing, prompt, event) --> event bus -->
     websocket, log, LLM
 
-Watching and restarting live in service/live/supervision.py. GET
-/v1/state and /metrics read `snapshot()`; the browser view reads `latest_frames` and `state`.
+The supervisor (service/live/supervision.py) watches the parts and restarts them. GET /v1/state and /metrics read
+`snapshot()`; the websocket route asks `has_source`, the browser view `view_frame`.
 """
 
 from __future__ import annotations
