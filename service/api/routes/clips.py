@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.clip_jobs import ClipJob, QueueFull
 from service.api.deps import ServicesDep
-from service.api.uploads import UploadAbandoned, UploadTooLarge, receive_clip
+from service.api.uploads import ServiceClosing, UploadAbandoned, UploadTooLarge, receive_clip
 from service.errors import ServiceError, UploadError
 
 router = APIRouter(prefix="/v1/clips", tags=["clips"])
@@ -28,14 +28,22 @@ def _clip_error_status(message: str) -> int:
     202: {"description": "accepted for background analysis; poll the Location"},
     400: {"description": "empty upload or no 'file' field"}, 413: {"description": "over the upload limit"},
     422: {"description": "not a video, or corrupt"},
-    429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"}})
+    429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"},
+    503: {"description": "the service is shutting down (new uploads, and analyses still running after "
+                         "shutdown_grace_s)"}})
 async def post_clip(request: Request, services: ServicesDep, background: bool = False) -> JSONResponse:
     """Analyse a clip completely (every frame decoded, sampled to sample_fps). Clips over sync_upload_mb, or with
     `?background=true`, are answered 202 with `Location: /v1/clips/{id}`. The upload is deleted when the analysis
     ends; frames are not stored. If the client of a waiting request goes away, its analysis is cancelled."""
-    settings, observer = services.settings, services.metrics.uploads
+    settings, observer, clips = services.settings, services.metrics.uploads, services.clips
     try:
-        upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024))
+        if clips.closed:
+            raise ServiceClosing("the service is shutting down; retry after it has restarted")
+        upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024), clips.spool,
+                                    closing=lambda: clips.closed)
+    except ServiceClosing as exc:
+        observer.refused("shutting_down")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except UploadAbandoned as exc:
         observer.refused("abandoned")
         raise HTTPException(CLIENT_CLOSED_REQUEST, str(exc)) from None
@@ -51,10 +59,10 @@ async def post_clip(request: Request, services: ServicesDep, background: bool = 
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"uploaded file {upload.filename!r} is empty")
     try:
         if background or upload.size > settings.sync_upload_mb * 1024 * 1024:
-            job, _ = services.clips.submit(upload)
+            job, _ = clips.submit(upload)
             return JSONResponse(job.model_dump(mode="json", exclude={"report"}),
                                 status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/v1/clips/{job.id}"})
-        job = await services.clips.run(upload, request.is_disconnected)
+        job = await clips.run(upload, request.is_disconnected)
     except QueueFull as exc:
         upload.delete()
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
@@ -62,8 +70,9 @@ async def post_clip(request: Request, services: ServicesDep, background: bool = 
     except ServiceError as exc:  # the service is shutting down
         upload.delete()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    if job.status == "cancelled":  # nobody is listening any more
-        raise HTTPException(CLIENT_CLOSED_REQUEST, job.error)
+    if job.status == "cancelled":  # the service is shutting down, or nobody is listening any more
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE if clips.closed else CLIENT_CLOSED_REQUEST,
+                            job.error)
     if job.status == "failed":
         raise HTTPException(_clip_error_status(job.error or ""), job.error)
     return JSONResponse(job.report.model_dump(mode="json"))
