@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from types import FrameType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -92,13 +93,18 @@ class JsonErrorProtocol(H11Protocol):
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn calls this when h11 refuses the request."""
         limit = self.config.h11_max_incomplete_event_size
         if limit is not None and len(self.conn.trailing_data[0]) > limit:
-            code, phrase = 431, "Request Header Fields Too Large"
-            detail = f"request line and headers are over the limit of {limit // 1024} KiB"
+            self._refuse_oversized(limit)
         else:
-            code, phrase = 400, "Bad Request"
-            detail = "malformed HTTP request (request line or headers)"
+            self._answer_error(400, "Bad Request", "malformed HTTP request (request line or headers)")
+
+    def _refuse_oversized(self, limit: int) -> None:
+        self._answer_error(431, "Request Header Fields Too Large",
+                           f"request line and headers are over the limit of {limit // 1024} KiB")
+
+    def _answer_error(self, code: int, phrase: str, detail: str) -> None:
         address = self.client[0] if self.client else "unknown"
         self.bad_requests.warn(address, f"{detail} (answered {code})")
         body = json.dumps({"detail": detail}).encode()
@@ -117,6 +123,14 @@ class JsonErrorProtocol(H11Protocol):
             if self._lingering > LINGER_BYTES:
                 self.transport.close()
             return
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is not None and self.conn.their_state is h11.IDLE:
+            # h11 checks its limit only on a head that is still incomplete: one arriving whole in a single read
+            # (up to 64 KiB) would pass. A head is whatever comes before the first blank line.
+            pending = self.conn.trailing_data[0] + data
+            if len(pending) > limit and b"\r\n\r\n" not in pending[:limit + 4]:
+                self._refuse_oversized(limit)
+                return
         super().data_received(data)
 
 
