@@ -2,9 +2,11 @@
 
 The queue is bounded and fair: at most `max_queued_clips` uploads wait for a worker (one more is refused with
 `QueueFull`, which the route answers 429 with a Retry-After estimate); uploads whose request is waiting for the
-answer go before background jobs, each kind in arrival order. A running background job also yields: between two of
-its decoded frames it looks for a waiting request and, when every worker is busy, analyses that clip first on its
-own thread, then resumes; so a short clip is never stuck behind long background ones, it waits at most one frame.
+answer go before background jobs, each kind in arrival order. Running background jobs also yield, between two of
+their decoded frames: when a request waits and every worker is busy, one of them analyses that clip first on its own
+thread, then resumes; and while any request's clip is being analysed, the others pause, so that clip has the CPUs
+to itself. A short clip is never stuck behind long background ones: it waits at most one frame of theirs, and takes
+about its time alone.
 A job whose uploader has gone is cancelled: taken out of the queue, or stopped between two decoded frames. The
 uploaded file (in the upload spool, service/spool.py) is deleted as soon as its analysis ends, whatever the outcome.
 
@@ -108,6 +110,7 @@ class ClipJobs:
         self._recent_cost: deque[float] = deque(maxlen=20)  # analysis s per video s, for Retry-After
         self._running: dict[str, _Running] = {}
         self.yields = 0  # times a background job stepped aside for a waiting request
+        self._requests_running = 0  # analyses of clips whose request waits: background jobs pause meanwhile
         self._local = threading.local()
         self._workers = [threading.Thread(target=self._work, name=f"clip-{i}", daemon=True)
                          for i in range(settings.clip_workers)]
@@ -211,11 +214,13 @@ class ClipJobs:
                     self._idle += 1
                     self._cond.notify_all()  # drain() waits for idle workers
 
-    def _yield_to_waiting_requests(self) -> None:
+    def _yield_to_waiting_requests(self, cancelled: threading.Event) -> None:
         """Asked by a background job between two frames: while a request waits for its answer and no worker is
-        idle to take it, analyse it here, then let the background job go on."""
+        idle to take it, analyse it here; while another worker analyses one, pause; then let the job go on."""
         while True:
             with self._cond:
+                while self._requests_running and not cancelled.is_set() and not self._closed:
+                    self._cond.wait(0.1)
                 if not (self._queue and self._queue[0].priority == 0 and self._idle == 0 and not self._closed):
                     return
                 item = heapq.heappop(self._queue)
@@ -235,9 +240,11 @@ class ClipJobs:
             self._running[item.job_id] = _Running(started, duration * self._cost_per_video_s() if duration else None)
         if item.priority == 0:
             should_stop = cancelled.is_set
+            with self._cond:
+                self._requests_running += 1
         else:
             def should_stop() -> bool:
-                self._yield_to_waiting_requests()
+                self._yield_to_waiting_requests(cancelled)
                 return cancelled.is_set()
         yielded_before = getattr(self._local, "yielded_s", 0.0)
         outcome: dict = {}
@@ -257,6 +264,10 @@ class ClipJobs:
             outcome = {"status": "failed", "error": f"internal error: {type(exc).__name__}"}
         finally:
             upload.delete()  # before anyone is told the job has finished
+            if item.priority == 0:
+                with self._cond:
+                    self._requests_running -= 1
+                    self._cond.notify_all()  # paused background jobs go on
         # Time spent on requests it yielded to is not this clip's cost.
         analysis_s = time.monotonic() - started - (getattr(self._local, "yielded_s", 0.0) - yielded_before)
         self._finish(item.job_id, outcome.pop("status"), analysis_s, duration, **outcome)
