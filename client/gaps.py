@@ -35,11 +35,13 @@ class SequenceGaps:
     def _advance(self, source: str, seq: int, expected_before: int) -> int:
         """`expected_before`: the seq this client should already have seen for `source` to have lost nothing."""
         last = self.last.get(source)
-        if last is None or seq <= last:
+        if last is None or seq < last:
             # First sight of the source, or the service restarted (numbers start again): a new baseline.
-            self.last[source] = max(seq, expected_before) if last is None or seq < last else last
+            self.last[source] = seq
             return 0
-        lost = max(0, expected_before - last)
+        if seq == last:
+            return 0
+        lost = expected_before - last
         self.last[source] = seq
         if lost:
             self.missed += lost

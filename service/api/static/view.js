@@ -21,9 +21,9 @@ const seqs = { last: new Map(), missed: 0 };
 
 function advanceSeq(source, seq, expectedBefore) {
   const last = seqs.last.get(source);
-  if (last === undefined || seq < last) { seqs.last.set(source, Math.max(seq, expectedBefore)); return 0; }
+  if (last === undefined || seq < last) { seqs.last.set(source, seq); return 0; }  // first sight, or a restart
   if (seq === last) return 0;
-  const lost = Math.max(0, expectedBefore - last);
+  const lost = expectedBefore - last;
   seqs.last.set(source, seq);
   return lost;
 }
