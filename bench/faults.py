@@ -266,8 +266,8 @@ def live(rows: Rows, work: Path, clip: Path) -> None:
             back_at = time.monotonic()
             wait_until(lambda: (s := state()["sources"]["door"])["status"] == "open"
                        and s["frames_read"] > gone["frames_read"], 60)
-            return (f"reconnecting ({gone['last_error'][:40]}), open again {time.monotonic() - back_at:.1f} s after "
-                    f"the file came back", True)
+            return (f"reconnecting ({gone['last_error'].split(':')[0]}), open again {time.monotonic() - back_at:.1f} "
+                    f"s after the file came back", True)
         rows.attempt("a source lost and back", "reopened, frames flow again", source_loss)
 
         def stop_and_continue():
