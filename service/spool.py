@@ -60,10 +60,17 @@ class UploadSpool:
         self.root, self.run_dir, self._lock_fd = root, run_dir, lock_fd
         self.removed_at_start = removed
 
-    @classmethod
-    def open(cls, root: Path | None = None) -> UploadSpool:
+    @staticmethod
+    def check(root: Path | None = None) -> Path:
+        """Make sure the spool folder can be used (created 0700 if missing); SpoolError in one line if not. For
+        create_app, so that a bad spool_dir fails before the server starts."""
         root = Path(root) if root is not None else default_spool_dir()
         _private_dir(root)
+        return root
+
+    @classmethod
+    def open(cls, root: Path | None = None) -> UploadSpool:
+        root = cls.check(root)
         # Services starting at once take turns, so none sees another's run folder before its lock is taken.
         guard = os.open(root / GUARD_NAME, os.O_CREAT | os.O_RDWR, 0o600)
         try:

@@ -45,3 +45,13 @@ def test_a_spool_path_that_is_a_link_or_too_open_is_not_trusted(tmp_path):
     loose.chmod(0o777)
     UploadSpool.open(loose).close()
     assert loose.stat().st_mode & 0o777 == 0o700
+
+
+
+def test_a_bad_spool_dir_stops_the_service_before_it_serves(tmp_path, monkeypatch, capsys):
+    from service.__main__ import main
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("EMOTION_SPOOL_DIR", str(tmp_path / "file"))
+    assert main(["serve", "--no-live", "--port", "8799"]) == 2
+    assert "error: cannot create the upload spool" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from service.detect import create_detector
 from service.events import HeartbeatEvent
 from service.inference import create_engine
 from service.live.bus import EventBus
+from service.spool import UploadSpool
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     settings = settings or Settings()
     engine = create_engine(settings)
     create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
+    UploadSpool.check(settings.spool_dir)  # and now if the upload spool cannot be private (its files: lifespan)
     service_metrics = ServiceMetrics()
     runtime = None
     if live:
