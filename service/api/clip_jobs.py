@@ -131,7 +131,7 @@ class ClipJobs:
             waiting = len(self._queue)
             if waiting - self._idle >= self.settings.max_queued_clips:
                 self.observer.refused("queue_full")
-                raise QueueFull(waiting, self._retry_after(waiting))
+                raise QueueFull(waiting, self._retry_after())
             self._jobs[job.id] = job
             self._futures[job.id] = future
             self._cancel[job.id] = threading.Event()
@@ -224,10 +224,10 @@ class ClipJobs:
                 if not (self._queue and self._queue[0].priority == 0 and self._idle == 0 and not self._closed):
                     return
                 item = heapq.heappop(self._queue)
-                cancelled = self._cancel[item.job_id]
+                request_cancelled = self._cancel[item.job_id]
                 self.yields += 1
             started = time.monotonic()
-            self._run(item, cancelled)
+            self._run(item, request_cancelled)
             self._local.yielded_s = getattr(self._local, "yielded_s", 0.0) + time.monotonic() - started
 
     def _run(self, item: _Queued, cancelled: threading.Event) -> None:
@@ -312,7 +312,7 @@ class ClipJobs:
             return sum(self._recent_cost) / len(self._recent_cost)
         return self.settings.clip_cost_per_video_s
 
-    def _retry_after(self, waiting: int) -> int:
+    def _retry_after(self) -> int:
         """Seconds until a queue place is likely to free: when the first running analysis ends, each estimated from
         its own clip's length (times the measured cost per video second, or the conservative setting before any
         clip has been measured). Called with the lock held."""
