@@ -18,6 +18,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from client.gaps import SequenceGaps
+
 DEFAULT_URL = "http://127.0.0.1:8765"  # the service's default port (8000 is the local LLM server's)
 EVENT_TYPES = ("emotion", "track_new", "track_lost", "heartbeat")  # Contract 2
 
@@ -95,6 +97,7 @@ class EmotionClient:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=self._timeout(timeout))
+        self.stream_gaps = SequenceGaps()  # events lost by the latest stream(): .missed, .gaps (client/gaps.py)
 
     @staticmethod
     def _timeout(read_s: float) -> httpx.Timeout:
@@ -227,8 +230,10 @@ class EmotionClient:
         source: only that source's events (heartbeats always come). types: only these event types.
         reconnects: how many times in a row to retry when the service cannot be reached or the connection drops
         (0, the default: raise at once); waits reconnect_delay, doubling up to 30 s; the count starts again once
-        an event arrives. Events sent while disconnected are lost: the service does not replay. Refusals (wrong
-        token, unknown source: ClientError 401 / 404) are never retried; a 5xx handshake answer is."""
+        an event arrives. Events sent while disconnected are lost: the service does not replay, but every event's
+        `seq` shows it: `self.stream_gaps.missed` counts the events lost (dropped because this client read too
+        slowly, or sent while it was disconnected) and each gap is logged as a warning. Refusals (wrong token,
+        unknown source: ClientError 401 / 404) are never retried; a 5xx handshake answer is."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -236,6 +241,7 @@ class EmotionClient:
         url = self.stream_url(source)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         failures, delay = 0, reconnect_delay
+        self.stream_gaps = gaps = SequenceGaps(follow=source)
         while True:
             try:
                 async with connect(url, additional_headers=headers, open_timeout=self.timeout,
@@ -243,6 +249,7 @@ class EmotionClient:
                     async for message in websocket:
                         failures, delay = 0, reconnect_delay
                         event = json.loads(message)
+                        gaps.observe(event)
                         if wanted is None or event.get("type") in wanted:
                             yield event
                     problem = ServiceUnreachable(f"the service at {self.url} closed the event stream", url)

@@ -63,9 +63,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.api import create_app
+    from service.api.server import serve as run_server
 
     settings = _settings(args)
     app = create_app(settings, live=not args.no_live)
@@ -73,8 +72,7 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without a token: anyone on the network can read the event stream", settings.host)
     print(f"serving on http://{settings.host}:{settings.port} (API docs at /docs, events at "
           f"ws://{settings.host}:{settings.port}/v1/stream); Ctrl-C stops", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info" if args.verbose else "warning",
-                ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_timeout_s)
+    run_server(app, settings, log_level="info" if args.verbose else "warning")
     return 0
 
 

@@ -2,9 +2,16 @@
 
 The queue is bounded and fair: at most `max_queued_clips` uploads wait for a worker (one more is refused with
 `QueueFull`, which the route answers 429 with a Retry-After estimate); uploads whose request is waiting for the
-answer go before background jobs, each kind in arrival order, so a short clip is not stuck behind a long background
-one. A job whose uploader has gone is cancelled: taken out of the queue, or stopped between two decoded frames. The
-uploaded file is deleted as soon as its analysis ends, whatever the outcome.
+answer go before background jobs, each kind in arrival order. Running background jobs also yield, between two of
+their decoded frames: when a request waits and every worker is busy, one of them analyses that clip first on its own
+thread, then resumes; and while any request's clip is being analysed, the others pause, so that clip has the CPUs
+to itself. A short clip is never stuck behind long background ones: it waits at most one frame of theirs, and takes
+about its time alone.
+A job whose uploader has gone is cancelled: taken out of the queue, or stopped between two decoded frames. The
+uploaded file (in the upload spool, service/spool.py) is deleted as soon as its analysis ends, whatever the outcome.
+
+Shutdown is bounded: drain() refuses new clips, cancels the queued ones, gives running analyses a grace period and
+then stops them before their next frame.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from service.config import Settings
 from service.detect import create_detector
 from service.errors import ClipCancelled, ServiceError
 from service.inference.base import Engine
+from service.ingest.clip import probe_clip
 from service.report import ClipReport
+from service.spool import UploadSpool
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,15 @@ class _Queued:
     queued_at: float = field(compare=False)  # monotonic
 
 
+@dataclass
+class _Running:
+    started: float  # monotonic
+    estimate_s: float | None  # its clip's duration times the cost per video second; None: duration unknown
+
+
+SHUTTING_DOWN = "cancelled: the service is shutting down"
+
+
 class ClipObserver:
     """What ClipJobs reports as it works (the Prometheus metrics implement it; the default ignores it)."""
 
@@ -85,8 +103,10 @@ class ClipObserver:
 
 
 class ClipJobs:
-    def __init__(self, settings: Settings, engine: Engine, observer: ClipObserver | None = None):
+    def __init__(self, settings: Settings, engine: Engine, observer: ClipObserver | None = None,
+                 spool: UploadSpool | None = None):
         self.settings, self.engine = settings, engine
+        self.spool = spool if spool is not None else UploadSpool.open(settings.spool_dir)
         self.keep = settings.clip_jobs_kept
         self.observer = observer or ClipObserver()
         self._jobs: OrderedDict[str, ClipJob] = OrderedDict()
@@ -97,7 +117,10 @@ class ClipJobs:
         self._cond = threading.Condition()
         self._closed = False
         self._idle = settings.clip_workers
-        self._recent_analysis_s: deque[float] = deque(maxlen=20)  # for the Retry-After estimate
+        self._recent_cost: deque[float] = deque(maxlen=20)  # analysis s per video s, for Retry-After
+        self._running: dict[str, _Running] = {}
+        self.yields = 0  # times a background job stepped aside for a waiting request
+        self._requests_running = 0  # analyses of clips whose request waits: background jobs pause meanwhile
         self._local = threading.local()
         self._workers = [threading.Thread(target=self._work, name=f"clip-{i}", daemon=True)
                          for i in range(settings.clip_workers)]
@@ -114,11 +137,11 @@ class ClipJobs:
         future: Future = Future()
         with self._cond:
             if self._closed:
-                raise ServiceError("the service is shutting down")
+                raise ServiceError("the service is shutting down; retry after it has restarted")
             waiting = len(self._queue)
             if waiting - self._idle >= self.settings.max_queued_clips:
                 self.observer.refused("queue_full")
-                raise QueueFull(waiting, self._retry_after(waiting))
+                raise QueueFull(waiting, self._retry_after())
             self._jobs[job.id] = job
             self._futures[job.id] = future
             self._cancel[job.id] = threading.Event()
@@ -168,6 +191,11 @@ class ClipJobs:
             return len(self._queue)
 
     @property
+    def closed(self) -> bool:
+        """True once shutdown has begun: no new clips are taken."""
+        return self._closed
+
+    @property
     def busy(self) -> int:
         with self._cond:
             return len(self._workers) - self._idle
@@ -194,21 +222,51 @@ class ClipJobs:
             finally:
                 with self._cond:
                     self._idle += 1
+                    self._cond.notify_all()  # drain() waits for idle workers
+
+    def _yield_to_waiting_requests(self, cancelled: threading.Event) -> None:
+        """Asked by a background job between two frames: while a request waits for its answer and no worker is
+        idle to take it, analyse it here; while another worker analyses one, pause; then let the job go on."""
+        while True:
+            with self._cond:
+                while self._requests_running and not cancelled.is_set() and not self._closed:
+                    self._cond.wait(0.1)
+                if not (self._queue and self._queue[0].priority == 0 and self._idle == 0 and not self._closed):
+                    return
+                item = heapq.heappop(self._queue)
+                request_cancelled = self._cancel[item.job_id]
+                self.yields += 1
+            started = time.monotonic()
+            self._run(item, request_cancelled)
+            self._local.yielded_s = getattr(self._local, "yielded_s", 0.0) + time.monotonic() - started
 
     def _run(self, item: _Queued, cancelled: threading.Event) -> None:
         upload = item.upload
         self.observer.started(time.monotonic() - item.queued_at)
         self._update(item.job_id, status="running", started_at=time.time())
         started = time.monotonic()
+        duration = self._duration(upload)
+        with self._cond:
+            self._running[item.job_id] = _Running(started, duration * self._cost_per_video_s() if duration else None)
+        if item.priority == 0:
+            should_stop = cancelled.is_set
+            with self._cond:
+                self._requests_running += 1
+        else:
+            def should_stop() -> bool:
+                self._yield_to_waiting_requests(cancelled)
+                return cancelled.is_set()
+        yielded_before = getattr(self._local, "yielded_s", 0.0)
         outcome: dict = {}
         try:
             report = analyze.analyze_clip(upload.path, self.settings, self.engine, self._detector(),
-                                          source=upload.filename, should_stop=cancelled.is_set)
+                                          source=upload.filename, should_stop=should_stop)
             # The server's temporary file name means nothing to the client and is not for it to see.
             report.warnings = [w.replace(str(upload.path), upload.filename) for w in report.warnings]
             outcome = {"status": "done", "report": report}
         except ClipCancelled:
-            outcome = {"status": "cancelled", "error": "cancelled: the client went away"}
+            reason = SHUTTING_DOWN if self._closed else "cancelled: the client went away"
+            outcome = {"status": "cancelled", "error": reason}
         except ServiceError as exc:
             outcome = {"status": "failed", "error": str(exc).replace(str(upload.path), upload.filename)}
         except Exception as exc:  # never lose the service to one clip
@@ -216,15 +274,30 @@ class ClipJobs:
             outcome = {"status": "failed", "error": f"internal error: {type(exc).__name__}"}
         finally:
             upload.delete()  # before anyone is told the job has finished
-        self._finish(item.job_id, outcome.pop("status"), time.monotonic() - started, **outcome)
+            if item.priority == 0:
+                with self._cond:
+                    self._requests_running -= 1
+                    self._cond.notify_all()  # paused background jobs go on
+        # Time spent on requests it yielded to is not this clip's cost.
+        analysis_s = time.monotonic() - started - (getattr(self._local, "yielded_s", 0.0) - yielded_before)
+        self._finish(item.job_id, outcome.pop("status"), analysis_s, duration, **outcome)
 
-    def _finish(self, job_id: str, status: JobStatus, analysis_s: float, **changes) -> None:
+    @staticmethod
+    def _duration(upload: ReceivedUpload) -> float | None:
+        try:
+            return probe_clip(upload.path).duration
+        except Exception:  # not a readable video: the analysis itself says so
+            return None
+
+    def _finish(self, job_id: str, status: JobStatus, analysis_s: float, duration: float | None = None,
+                **changes) -> None:
         self._update(job_id, status=status, finished_at=time.time(), **changes)
         with self._cond:
             self._cancel.pop(job_id, None)
+            self._running.pop(job_id, None)
             future = self._futures.pop(job_id, None)
-            if status == "done":
-                self._recent_analysis_s.append(analysis_s)
+            if status == "done" and duration:
+                self._recent_cost.append(analysis_s / duration)
             job = self._jobs.get(job_id)
         self.observer.finished(status, analysis_s)
         if future is not None:
@@ -243,21 +316,45 @@ class ClipJobs:
                 return
             del self._jobs[oldest]
 
-    def _retry_after(self, waiting: int) -> int:
-        # When a slot is likely to free: the recent mean analysis time times the rounds of work ahead.
-        mean = sum(self._recent_analysis_s) / len(self._recent_analysis_s) if self._recent_analysis_s else 5.0
-        return max(1, math.ceil(mean * math.ceil((waiting + 1) / len(self._workers))))
+    def _cost_per_video_s(self) -> float:
+        """Analysis seconds per second of video: the mean of recent clips, or the conservative setting before any."""
+        if self._recent_cost:
+            return sum(self._recent_cost) / len(self._recent_cost)
+        return self.settings.clip_cost_per_video_s
 
-    def shutdown(self) -> None:
-        """Stop taking work; queued clips are cancelled and their uploads deleted; running ones are asked to stop."""
+    def _retry_after(self) -> int:
+        """Seconds until a queue place is likely to free: when the first running analysis ends, each estimated from
+        its own clip's length (times the measured cost per video second, or the conservative setting before any
+        clip has been measured). Called with the lock held."""
+        now = time.monotonic()
+        left = [max(1.0, r.estimate_s - (now - r.started)) for r in self._running.values() if r.estimate_s]
+        return max(1, math.ceil(min(left))) if left else 1
+
+    def drain(self, grace_s: float, stop_wait_s: float = 5.0) -> int:
+        """The first part of a shutdown: refuse new clips, cancel the queued ones (their uploads deleted), give
+        running analyses `grace_s` to finish, then stop them before their next frame (their requests learn it from
+        the job's error) and wait up to stop_wait_s for them to stop. Returns how many analyses were stopped."""
         with self._cond:
             self._closed = True
             leftovers, self._queue = list(self._queue), []
-            for event in self._cancel.values():
-                event.set()
             self._cond.notify_all()
         for item in leftovers:
             item.upload.delete()
-            self._finish(item.job_id, "cancelled", 0.0, error="cancelled: the service shut down")
+            self._finish(item.job_id, "cancelled", 0.0, error=SHUTTING_DOWN)
+        all_idle = lambda: self._idle == len(self._workers)  # noqa: E731
+        with self._cond:
+            if not self._cond.wait_for(all_idle, timeout=grace_s):
+                stopped = len(self._running)
+                log.warning("shutdown: stopping %d clip analyses still running after %.1f s", stopped, grace_s)
+                for event in self._cancel.values():
+                    event.set()
+                self._cond.wait_for(all_idle, timeout=stop_wait_s)
+                return stopped
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop at once: drain() without grace, the workers joined, the upload spool cleared."""
+        self.drain(0.0)
         for worker in self._workers:
             worker.join(timeout=30)
+        self.spool.close()

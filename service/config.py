@@ -161,6 +161,21 @@ class Settings(BaseSettings):
                                   "with Retry-After")
     clip_jobs_kept: int = Field(100, ge=1, description="finished clip jobs whose results GET /v1/clips/{id} keeps")
     max_clip_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
+    spool_dir: Path | None = Field(
+        None, description="private folder (0700) where uploads live while analysed; at start the service removes "
+                          "what a crashed run left there; default: emotion-perception-uploads-<uid> in the "
+                          "temporary folder")
+    clip_cost_per_video_s: float = Field(
+        0.5, gt=0, description="analysis seconds per second of video assumed for Retry-After until clips have been "
+                               "measured (the embedded model took 0.09 on a 2-core CPU: bench/results/pipeline.json)")
+    shutdown_grace_s: float = Field(
+        5.0, ge=0, description="on SIGTERM, running clip analyses get this long to finish before they are cancelled "
+                               "(their requests answered 503); with the ~2 s to close connections it stays under "
+                               "Docker's 10 s stop grace period")
+    max_header_kb: int = Field(16, ge=1, le=1024, description="largest request line + headers; larger get 431 "
+                               "(16 KiB: h11's default, above nginx's 8 KiB header buffers)")
+    bad_request_log_s: float = Field(60.0, gt=0, description="at most one warning per client address this often "
+                                     "about malformed requests (the others are counted in it)")
     event_log: Path | None = Field(None, description="append every event to this JSONL file")
     # 100 MB holds about 100,000 events (~1 kB each): a day of one person in view at one event a second.
     event_log_max_mb: float = Field(100.0, gt=0, description="the event log is rotated (PATH.1, PATH.2, ...) past this")

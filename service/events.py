@@ -12,6 +12,10 @@ Box = tuple[float, float, float, float]  # x, y, w, h in source pixels
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
     source: str = Field(description="which camera, stream or clip the event is about")
+    seq: int | None = Field(
+        None, ge=1, description="the event's number in its source's stream (heartbeats: in the service's), one more "
+                                "than the previous; a jump means events were lost on the way (service/live/bus.py). "
+                                "Set by the live event bus; null in clip reports")
 
 
 class ChatMessage(BaseModel):
@@ -58,6 +62,9 @@ class TrackEvent(_Event):
 class HeartbeatEvent(_Event):
     type: Literal["heartbeat"] = "heartbeat"
     t: float
+    last_seq: dict[str, int] | None = Field(
+        None, description="the seq of the last event published so far for each source: a client that has seen less "
+                          "of a source it follows missed the rest")
 
 
 Event = Annotated[Union[EmotionEvent, TrackEvent, HeartbeatEvent], Field(discriminator="type")]

@@ -76,6 +76,12 @@ def test_compose_files():
     assert compose["services"]["llm"]["profiles"] == ["llm"]
     gpu = yaml.safe_load((ROOT / "docker" / "compose.gpu.yaml").read_text())
     assert gpu["services"]["emotion"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    # SIGKILL comes only after the bounded shutdown (grace for running analyses, then closing) has had its time.
+    from service.api.server import CLOSE_S
+
+    grace = float(emotion["environment"]["EMOTION_SHUTDOWN_GRACE_S"].removesuffix("}").split(":-")[1])
+    for service in (emotion, gpu["services"]["emotion"]):
+        assert float(service["stop_grace_period"].removesuffix("s")) >= grace + CLOSE_S + 2
 
 
 def docker_available() -> bool:

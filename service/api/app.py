@@ -23,6 +23,7 @@ from service.inference import create_engine
 from service.ingest.sources import SourceSpec
 from service.live.bus import EventBus
 from service.live.sinks import QueuedSink
+from service.spool import UploadSpool
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     settings = settings or Settings()
     engine = create_engine(settings)
     create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
+    UploadSpool.check(settings.spool_dir)  # and now if the upload spool cannot be private (its files: lifespan)
     service_metrics = ServiceMetrics()
     runtime = None
     if live:

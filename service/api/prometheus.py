@@ -112,7 +112,8 @@ class UploadMetrics(ClipObserver):
     def __init__(self, registry: CollectorRegistry):
         self.uploads = Counter("emotion_uploads", "clip uploads by outcome: done, failed (not a video, corrupt, too "
                                "long), cancelled (the client went away while it waited), queue_full (429), refused "
-                               "(400/413 before analysis), abandoned (the client left during the upload)", ["outcome"],
+                               "(400/413 before analysis), abandoned (the client left during the upload), shutting_down "
+                               "(503 during a shutdown)", ["outcome"],
                                registry=registry)
         self.size = Histogram("emotion_upload_bytes", "size of each accepted upload (its clip part)",
                               buckets=SIZE_BUCKETS, registry=registry)

@@ -1,4 +1,4 @@
-"""Receiving an uploaded clip: the multipart body is streamed into a private temporary file with the size limit
+"""Receiving an uploaded clip: the multipart body is streamed into a private file of the upload spool with the size limit
 enforced on the whole body while bytes arrive (a 10 GB upload, or a small clip beside a 10 GB extra field, is
 refused after max bytes, not after it has filled the disk or the memory)."""
 
@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import UploadError
+from service.errors import ServiceError, UploadError
+
+if TYPE_CHECKING:
+    from service.spool import UploadSpool
 
 
 class UploadTooLarge(UploadError):
@@ -21,6 +26,10 @@ class UploadTooLarge(UploadError):
 
 class UploadAbandoned(UploadError):
     """The client went away before the body was complete."""
+
+
+class ServiceClosing(ServiceError):
+    """The service began to shut down while the upload arrived (answered 503)."""
 
 
 FRAMING_ALLOWANCE = 64 * 1024  # multipart boundaries and part headers around the clip
@@ -36,9 +45,12 @@ class ReceivedUpload:
         self.path.unlink(missing_ok=True)
 
 
-async def receive_clip(request: Request, field: str, max_bytes: int) -> ReceivedUpload:
-    """Stream the multipart field `field` of the request to a temporary file. The caller deletes it. The whole body
-    counts against max_bytes (plus a small framing allowance): other parts are not stored, but they are not free."""
+async def receive_clip(request: Request, field: str, max_bytes: int, spool: UploadSpool | None = None,
+                      closing: Callable[[], bool] | None = None) -> ReceivedUpload:
+    """Stream the multipart field `field` of the request to a file in `spool` (default: the temporary folder). The
+    caller deletes it. The whole body counts against max_bytes (plus a small framing allowance): other parts are
+    not stored, but they are not free. `closing()` is asked as chunks arrive: when the service is shutting down the
+    upload stops with ServiceClosing."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_ALLOWANCE:
         raise UploadTooLarge(f"upload of {int(declared)} bytes is over the limit of {max_bytes} bytes")
@@ -46,8 +58,8 @@ async def receive_clip(request: Request, field: str, max_bytes: int) -> Received
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(f"send the clip as multipart/form-data with a '{field}' field")
 
-    fd, name = tempfile.mkstemp(prefix="clip-", suffix=".upload")
-    path = Path(name)
+    fd, path = spool.new_file() if spool is not None else tempfile.mkstemp(prefix="clip-", suffix=".upload")
+    path = Path(path)
     state = {"header_field": b"", "header_value": b"", "headers": {}, "in_field": False, "found": False,
              "size": 0, "filename": "", "too_large": False}
     out = os.fdopen(fd, "wb")
@@ -87,6 +99,8 @@ async def receive_clip(request: Request, field: str, max_bytes: int) -> Received
     try:
         async for chunk in request.stream():
             body_bytes += len(chunk)
+            if closing is not None and closing():
+                raise ServiceClosing("the service is shutting down; retry after it has restarted")
             if body_bytes > max_bytes + FRAMING_ALLOWANCE:  # a chunked body has no Content-Length to refuse early
                 raise UploadTooLarge(f"upload body is over the limit of {max_bytes} bytes")
             parser.write(chunk)
@@ -97,7 +111,7 @@ async def receive_clip(request: Request, field: str, max_bytes: int) -> Received
         out.close()
         path.unlink(missing_ok=True)
         raise UploadAbandoned("the client went away during the upload") from None
-    except UploadError:
+    except (UploadError, ServiceClosing):
         out.close()
         path.unlink(missing_ok=True)
         raise

@@ -192,3 +192,81 @@ def test_an_upload_cancelled_while_it_arrives_leaves_no_file(tmp_path, monkeypat
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(receive_clip(CancelledMidBody(), "file", 1024))
     assert list(tmp_path.iterdir()) == []
+
+
+def _copy(clip: Path, tmp_path: Path, name: str) -> ReceivedUpload:
+    path = tmp_path / f"{name}.upload"
+    path.write_bytes(clip.read_bytes())
+    return ReceivedUpload(path, name, path.stat().st_size)
+
+
+def test_a_request_is_not_starved_by_background_jobs_holding_every_worker(settings, astronaut_clip, tmp_path,
+                                                                          monkeypatch):
+    """Every worker busy with a background job that would run until released: a waiting request is analysed
+    between two of their frames, in about its solo time (a generous factor: the machine is shared), and before
+    any of them ends."""
+    from service.inference import create_engine
+
+    real_analysis, gate = analyze.analyze_clip, GatedAnalysis()
+
+    def analysis(path, settings, engine, detector, source=None, should_stop=None, **kwargs):
+        if source.startswith("background"):
+            return gate(path, settings, engine, detector, source, should_stop)
+        return real_analysis(path, settings, engine, detector, source=source, should_stop=should_stop, **kwargs)
+
+    monkeypatch.setattr(analyze, "analyze_clip", analysis)
+    jobs = ClipJobs(settings.model_copy(update={"clip_workers": 2}), create_engine(settings))
+    try:
+        def request_seconds(name: str) -> float:
+            started = time.perf_counter()
+            job = jobs.submit(_copy(astronaut_clip, tmp_path, name), interactive=True)[1].result(timeout=120)
+            assert job.status == "done" and job.report.tracks
+            return time.perf_counter() - started
+
+        request_seconds("warm-up")  # detectors and ONNX Runtime sessions made, on both workers
+        request_seconds("warm-up-2")
+        solo = request_seconds("solo")
+        background = [jobs.submit(upload(tmp_path, f"background-{i}"))[1] for i in range(2)]
+        wait_for(lambda: len(gate.started) == 2 and jobs.busy == 2)
+        beside_background = request_seconds("beside-background")
+        assert jobs.yields == 1 and not any(f.done() for f in background)  # it went first, on a worker they held
+        assert beside_background < 3 * solo + 0.5, (solo, beside_background)
+        gate.release.set()
+        assert all(f.result(timeout=30).status == "done" for f in background)
+    finally:
+        gate.release.set()
+        jobs.shutdown()
+
+
+def test_retry_after_comes_from_the_running_clips_own_length_then_from_measured_clips(gate, astronaut_clip,
+                                                                                      tmp_path):
+    """Before any clip has been measured: the running clip's duration times the conservative clip_cost_per_video_s
+    (minus what it has already run); afterwards the measured cost per video second replaces the setting."""
+    import math
+
+    from service.ingest.clip import probe_clip
+
+    duration = probe_clip(astronaut_clip).duration
+    for cost in (4.0, 40.0):
+        jobs = ClipJobs(Settings(_env_file=None, clip_workers=1, max_queued_clips=0, clip_cost_per_video_s=cost),
+                        engine=None)
+        try:
+            gate.release.clear()
+            gate.started.clear()
+            jobs.submit(_copy(astronaut_clip, tmp_path, "running"))
+            wait_for(lambda: gate.started == ["running"])
+            with pytest.raises(QueueFull) as refused:
+                jobs.submit(upload(tmp_path, "refused"))
+            assert duration * cost - 2 <= refused.value.retry_after_s <= math.ceil(duration * cost)
+            gate.release.set()
+            wait_for(lambda: jobs.busy == 0)
+            # One clip measured (the stand-in analysis took a few milliseconds): its cost is now the estimate.
+            gate.release.clear()
+            jobs.submit(_copy(astronaut_clip, tmp_path, "second"))
+            wait_for(lambda: gate.started[-1] == "second")
+            with pytest.raises(QueueFull) as refused:
+                jobs.submit(upload(tmp_path, "refused-again"))
+            assert refused.value.retry_after_s == 1
+        finally:
+            gate.release.set()
+            jobs.shutdown()

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import websockets
 
@@ -75,3 +76,27 @@ def test_live_events_carry_raw_and_smoothed_probabilities(live_server):
         assert event["confidence"] == event["smoothed_probs"][event["label"]]
     # EMA (the default): after a track's first window the smoothed values are no longer the window's own.
     assert any(e["raw_probs"] != e["smoothed_probs"] for e in emotions)
+
+
+def test_events_are_numbered_per_source_and_a_reconnecting_client_sees_what_it_missed(live_server):
+    """Contract 2's seq: consecutive per source for a client that keeps up; heartbeats carry the last seq of every
+    source; the events published while a client was away show up as a gap in client/gaps.py's count."""
+    from client.gaps import SequenceGaps
+
+    gaps = SequenceGaps()
+    first = asyncio.run(collect(ws_url(live_server), lambda ev: sum(e["type"] == "heartbeat" for e in ev) >= 2))
+    for event in first:
+        gaps.observe(event)
+    by_source: dict[str, list[int]] = {}
+    for event in first:
+        by_source.setdefault(event["source"], []).append(event["seq"])
+    for seqs in by_source.values():
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    heartbeat = [e for e in first if e["type"] == "heartbeat"][-1]
+    assert heartbeat["last_seq"]["face"] >= max(by_source.get("face", [0])) and "service" not in heartbeat["last_seq"]
+    assert gaps.missed == 0
+
+    time.sleep(0.6)  # away for more than two heartbeats (heartbeat_s=0.25)
+    second = asyncio.run(collect(ws_url(live_server), lambda ev: sum(e["type"] == "heartbeat" for e in ev) >= 1))
+    missed = sum(gaps.observe(event) for event in second)
+    assert missed >= 2 and gaps.missed == missed

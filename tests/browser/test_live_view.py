@@ -108,3 +108,16 @@ def test_api_docs_render_offline(page, service, path, rendered):
     assert "emotion-perception" in text and "/v1/clips" in text
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{path.strip('/')}.png")
+
+
+def test_live_view_shows_events_lost_on_the_way(page, service):
+    """The page counts seq jumps (and heartbeats ahead of what arrived) and shows them beside the connection."""
+    page.goto(f"{service}/?token={TOKEN}")
+    expect(page.locator("#connection")).to_have_text("live", timeout=60_000)
+    assert page.locator("#gaps").is_hidden()  # nothing lost while the page keeps up
+    page.evaluate("""() => {
+        onEvent({type: "track_new", source: "elsewhere", seq: 1, track_id: 1, t: 1, box: [0, 0, 1, 1]});
+        onEvent({type: "track_lost", source: "elsewhere", seq: 5, track_id: 1, t: 2, box: [0, 0, 1, 1]});
+    }""")
+    expect(page.locator("#gaps")).to_be_visible()
+    assert int(page.locator("#gaps").inner_text().split()[0]) >= 3

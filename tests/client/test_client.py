@@ -119,6 +119,7 @@ def test_stream_yields_emotion_events_as_dicts(client):
     events = asyncio.run(asyncio.wait_for(first_emotions(2), 60))
     assert all(e["type"] == "emotion" and e["source"] == "face" and e["label"] == "happy" for e in events)
     assert all("happy" in e["prompt"] and e["messages"][0]["role"] == "system" for e in events)
+    assert client.stream_gaps.missed == 0  # counted on every event, the filtered-out ones too
 
 
 def test_library_errors_say_what_went_wrong(service_url, closed_port_url, tmp_path):

@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import pytest
 
@@ -65,3 +66,29 @@ def test_a_failing_sink_is_counted_not_raised():
     bus.add_sink(seen.append)
     bus.publish(event(1))  # no loop attached, no subscribers: sinks still run
     assert bus.sink_errors == 1 and len(seen) == 1
+
+
+def test_every_event_is_numbered_per_source_and_heartbeats_carry_the_last_numbers():
+    """seq counts one source's events (heartbeats: the service's); a slow subscriber sees the jump where its oldest
+    events were dropped, and the heartbeat's last_seq tells any subscriber what it should have had."""
+    async def scenario():
+        bus = EventBus(subscriber_queue=3)
+        bus.attach_loop(asyncio.get_running_loop())
+        everything, slow = bus.subscribe(), bus.subscribe("cam")
+        received = []
+        for i in range(4):
+            bus.publish(event(i, "cam"))
+            bus.publish(event(i, "door"))
+            received.extend([await everything.queue.get(), await everything.queue.get()])
+        bus.publish(HeartbeatEvent(source="service", t=1.0))
+        received.append(await everything.queue.get())
+        await asyncio.sleep(0.01)
+        return bus, received, [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+
+    bus, received, slow = asyncio.run(scenario())
+    assert [(e.source, e.seq) for e in received[:4]] == [("cam", 1), ("door", 1), ("cam", 2), ("door", 2)]
+    heartbeat = received[-1]
+    assert heartbeat.seq == 1 and heartbeat.last_seq == {"cam": 4, "door": 4}
+    assert [e.seq for e in slow] == [3, 4, 1]  # cam 1 and 2 dropped: the jump from nothing to 3 ...
+    assert slow[-1].last_seq["cam"] == 4 and bus.last_seq() == {"cam": 4, "door": 4, "service": 1}
+    assert json.loads(heartbeat.model_dump_json())["last_seq"] == {"cam": 4, "door": 4}

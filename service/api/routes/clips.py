@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 
 from service.clip_jobs import ClipJob, QueueFull
 from service.api.deps import ClipJobsDep, MetricsDep, SettingsDep
-from service.api.uploads import UploadAbandoned, UploadTooLarge, receive_clip
+from service.api.uploads import ServiceClosing, UploadAbandoned, UploadTooLarge, receive_clip
 from service.errors import ServiceError, UploadError
 
 router = APIRouter(prefix="/v1/clips", tags=["clips"])
@@ -28,7 +28,9 @@ def _clip_error_status(message: str) -> int:
     202: {"description": "accepted for background analysis; poll the Location"},
     400: {"description": "empty upload or no 'file' field"}, 413: {"description": "over the upload limit"},
     422: {"description": "not a video, or corrupt"},
-    429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"}})
+    429: {"description": "max_queued_clips uploads are already waiting; retry after Retry-After seconds"},
+    503: {"description": "the service is shutting down (new uploads, and analyses still running after "
+                         "shutdown_grace_s)"}})
 async def post_clip(request: Request, settings: SettingsDep, clips: ClipJobsDep, metrics: MetricsDep,
                     background: bool = False) -> JSONResponse:
     """Analyse a clip completely (every frame decoded, sampled to sample_fps). Clips over sync_upload_mb, or with
@@ -36,7 +38,13 @@ async def post_clip(request: Request, settings: SettingsDep, clips: ClipJobsDep,
     ends; frames are not stored. If the client of a waiting request goes away, its analysis is cancelled."""
     observer = metrics.uploads
     try:
-        upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024))
+        if clips.closed:
+            raise ServiceClosing("the service is shutting down; retry after it has restarted")
+        upload = await receive_clip(request, "file", int(settings.max_upload_mb * 1024 * 1024), clips.spool,
+                                    closing=lambda: clips.closed)
+    except ServiceClosing as exc:
+        observer.refused("shutting_down")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except UploadAbandoned as exc:
         observer.refused("abandoned")
         raise HTTPException(CLIENT_CLOSED_REQUEST, str(exc)) from None
@@ -63,8 +71,9 @@ async def post_clip(request: Request, settings: SettingsDep, clips: ClipJobsDep,
     except ServiceError as exc:  # the service is shutting down
         upload.delete()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    if job.status == "cancelled":  # nobody is listening any more
-        raise HTTPException(CLIENT_CLOSED_REQUEST, job.error)
+    if job.status == "cancelled":  # the service is shutting down, or nobody is listening any more
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE if clips.closed else CLIENT_CLOSED_REQUEST,
+                            job.error)
     if job.status == "failed":
         raise HTTPException(_clip_error_status(job.error or ""), job.error)
     return JSONResponse(job.report.model_dump(mode="json"))

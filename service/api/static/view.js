@@ -15,6 +15,31 @@ const LABEL_COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#
   "#bfef45", "#469990", "#9a6324", "#800000"];
 
 const view = { labels: [], clock: 0, sources: new Map() };
+// Lost events, from the stream's seq numbers (the same rule as client/gaps.py): per source the last seq received;
+// a jump, or a heartbeat's last_seq ahead of it, counts the events in between as missed.
+const seqs = { last: new Map(), missed: 0 };
+
+function advanceSeq(source, seq, expectedBefore) {
+  const last = seqs.last.get(source);
+  if (last === undefined || seq < last) { seqs.last.set(source, seq); return 0; }  // first sight, or a restart
+  if (seq === last) return 0;
+  const lost = expectedBefore - last;
+  seqs.last.set(source, seq);
+  return lost;
+}
+
+function countGaps(event) {
+  if (typeof event.seq !== "number") return;
+  let lost = advanceSeq(event.source, event.seq, event.seq - 1);
+  if (event.type === "heartbeat") {
+    for (const [source, published] of Object.entries(event.last_seq || {})) lost += advanceSeq(source, published, published);
+  }
+  if (!lost) return;
+  seqs.missed += lost;
+  const gaps = $("#gaps");
+  gaps.hidden = false;
+  gaps.textContent = `${seqs.missed} event${seqs.missed === 1 ? "" : "s"} missed`;
+}
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -203,6 +228,7 @@ function renderPrompt(source, event) {
 }
 
 function onEvent(event) {
+  countGaps(event);
   const t = event.t ?? event.t_end;
   if (typeof t === "number") view.clock = Math.max(view.clock, t);
   if (event.type === "heartbeat") {

@@ -1,0 +1,179 @@
+"""How the service runs under uvicorn: malformed requests answered with the API's JSON error, their warnings
+rate-limited per client address, and a bounded shutdown on SIGTERM.
+
+uvicorn's own answer to a request it cannot parse is a plain-text 400 followed by an immediate close, which resets
+the connection while a client is still sending (a 20 MB header block: the client sees a reset, not an answer), and
+it logs one warning per such request, before any token check, so anyone could fill the log. Here:
+
+- request line and headers over `max_header_kb` -> 431 with {"detail": ...}; any other malformed request -> 400;
+  after the answer the server stops writing but keeps reading and discarding (up to LINGER_BYTES, LINGER_S) so the
+  client can finish sending and read it, as nginx's lingering close does;
+- at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
+  no warning ever quotes what the client sent (its headers may carry a token).
+
+SIGTERM (or Ctrl-C): new uploads get 503 at once, queued clips are cancelled, running analyses get
+`shutdown_grace_s` to finish and are then stopped (their requests answered 503), then uvicorn's own shutdown closes
+the connections within CLOSE_S and the lifespan clears the upload spool. A second signal skips the grace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections import OrderedDict
+from types import FrameType
+
+import h11
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+CLOSE_S = 2  # after the drain, open requests and websockets get this long before uvicorn cancels them
+LINGER_S = 2.0  # how long a connection answered 431/400 keeps reading what its client still sends
+LINGER_BYTES = 64 * 1024 * 1024  # and how much of it, at most
+INVALID_REQUEST = "Invalid HTTP request received."  # uvicorn's own warning, replaced by BadRequestLog's
+
+
+class BadRequestLog:
+    """Warnings about malformed requests: at most one per client address every interval_s; the requests in
+    between are counted in the next warning. Remembers at most max_addresses (least recently seen forgotten)."""
+
+    def __init__(self, interval_s: float, max_addresses: int = 4096, clock=time.monotonic):
+        self.interval_s, self.max_addresses, self.clock = interval_s, max_addresses, clock
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()  # address -> (last warned, suppressed)
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def warn(self, address: str, reason: str) -> bool:
+        """Log `reason` (never the request's own bytes) for `address` unless it was warned about recently; True if
+        a warning was written."""
+        now = self.clock()
+        with self._lock:
+            self.total += 1
+            last, suppressed = self._seen.pop(address, (None, 0))
+            if last is not None and now - last < self.interval_s:
+                self._seen[address] = (last, suppressed + 1)
+                return False
+            self._seen[address] = (now, 0)
+            while len(self._seen) > self.max_addresses:
+                self._seen.popitem(last=False)
+        more = f" ({suppressed} more from this address not logged)" if suppressed else ""
+        log.warning("malformed request from %s: %s%s", address, reason, more)
+        return True
+
+
+class _WithoutInvalidRequestWarning(logging.LoggerAdapter):
+    """uvicorn's logger minus its per-request 'Invalid HTTP request received.' (JsonErrorProtocol logs instead)."""
+
+    @property
+    def level(self) -> int:  # uvicorn reads logger.level
+        return self.logger.level
+
+    def warning(self, msg, *args, **kwargs):
+        if msg != INVALID_REQUEST:
+            self.logger.warning(msg, *args, **kwargs)
+
+
+class JsonErrorProtocol(H11Protocol):
+    """uvicorn's h11 protocol, answering malformed requests as the API answers errors (see the module docstring).
+    Use the class that json_error_protocol(settings) makes: it carries the log limiter."""
+
+    bad_requests = BadRequestLog(60.0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.logger = _WithoutInvalidRequestWarning(self.logger, {})
+        self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn calls this when h11 refuses the request."""
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is not None and len(self.conn.trailing_data[0]) > limit:
+            self._refuse_oversized(limit)
+        else:
+            self._answer_error(400, "Bad Request", "malformed HTTP request (request line or headers)")
+
+    def _refuse_oversized(self, limit: int) -> None:
+        self._answer_error(431, "Request Header Fields Too Large",
+                           f"request line and headers are over the limit of {limit // 1024} KiB")
+
+    def _answer_error(self, code: int, phrase: str, detail: str) -> None:
+        address = self.client[0] if self.client else "unknown"
+        self.bad_requests.warn(address, f"{detail} (answered {code})")
+        body = json.dumps({"detail": detail}).encode()
+        self.transport.write(f"HTTP/1.1 {code} {phrase}\r\ncontent-type: application/json\r\n"
+                             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the answer is complete; read on so the client is not reset mid-send
+        self._lingering = 1
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingering += len(data)
+            if self._lingering > LINGER_BYTES:
+                self.transport.close()
+            return
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is not None and self.conn.their_state is h11.IDLE:
+            # h11 checks its limit only on a head that is still incomplete: one arriving whole in a single read
+            # (up to 64 KiB) would pass. A head is whatever comes before the first blank line.
+            pending = self.conn.trailing_data[0] + data
+            if len(pending) > limit and b"\r\n\r\n" not in pending[:limit + 4]:
+                self._refuse_oversized(limit)
+                return
+        super().data_received(data)
+
+
+def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
+    """The protocol class for uvicorn's `http=` option, with its own warning limiter from the settings."""
+    return type("JsonErrorProtocol", (JsonErrorProtocol,), {"bad_requests": BadRequestLog(settings.bad_request_log_s)})
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """uvicorn.Config options that the settings decide (the tests' server uses them too)."""
+    return {"http": json_error_protocol(settings), "h11_max_incomplete_event_size": settings.max_header_kb * 1024,
+            "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_timeout_s,
+            "timeout_graceful_shutdown": CLOSE_S}
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first SIGTERM/SIGINT drains the clip runtime (app.state.services.clips) for up to
+    grace_s before the usual shutdown; a second signal goes straight to it."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float):
+        super().__init__(config)
+        self.app, self.grace_s = app, grace_s
+        self.draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining or self.should_exit or sig not in (signal.SIGTERM, signal.SIGINT):
+            super().handle_exit(sig, frame)
+            return
+        self.draining = True
+        log.warning("shutting down: new uploads refused; running analyses get %.1f s", self.grace_s)
+        threading.Thread(target=self._drain_then_exit, args=(sig, frame), name="drain", daemon=True).start()
+
+    def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        started = time.monotonic()
+        services = getattr(self.app.state, "services", None)
+        if services is not None:  # None: the signal came before the lifespan started
+            services.clips.drain(self.grace_s)
+        log.info("clip runtime drained in %.1f s", time.monotonic() - started)
+        super().handle_exit(sig, frame)
+
+
+def serve(app: FastAPI, settings: Settings, log_level: str = "warning") -> None:
+    """Run the app on settings.host:port until SIGTERM/SIGINT, with the bounded shutdown above."""
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                            **uvicorn_options(settings))
+    DrainingServer(config, app, settings.shutdown_grace_s).run()
