@@ -44,13 +44,13 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector,
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
             events.extend(classify(engine, pending, source, settings.max_batch, timer, settings.prompts, cache,
-                                   smoother))
+                                   smoother, settings.valence_arousal))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
     events.extend(classify(engine, pending + result.windows, source, settings.max_batch, timer, settings.prompts,
-                           cache, smoother))
+                           cache, smoother, settings.valence_arousal))
     events.sort(key=event_time)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(

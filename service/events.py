@@ -38,6 +38,12 @@ class EmotionEvent(_Event):
                           "equal to raw_probs with smoothing=none and for a track's first window")
     box: Box
     model: str
+    valence: float | None = Field(
+        None, ge=-1, le=1, description="-1 unpleasant .. 1 pleasant, from the smoothed probabilities (see va_source)")
+    arousal: float | None = Field(None, ge=-1, le=1, description="-1 calm .. 1 excited (see va_source)")
+    va_source: Literal["model", "categories"] | None = Field(
+        None, description="model: the model's own valence/arousal output; categories: the probability-weighted mean "
+                          "of each label's published coordinates (the valence_arousal setting); null: none known")
     prompt: str = Field(description="a sentence for the LLM")
     messages: list[ChatMessage] = Field(
         min_length=1, description="the prompt in OpenAI/Qwen chat format: a system turn with the emotion context, "

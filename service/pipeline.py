@@ -25,6 +25,7 @@ from service.metrics import StageTimer
 from service.prompts import PromptTemplates, chat_messages, emotion_prompt
 from service.smoothing import Smoother
 from service.track.base import FaceTracker
+from service.valence_arousal import CATEGORY_VALENCE_AROUSAL, valence_arousal
 from service.windows import Window, WindowBuffers
 
 
@@ -166,7 +167,8 @@ class ClipFaces:
 
 def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
                   templates: PromptTemplates | None = None, label_index: int | None = None,
-                  prompt: str | None = None, raw_probs: np.ndarray | None = None) -> EmotionEvent:
+                  prompt: str | None = None, raw_probs: np.ndarray | None = None,
+                  va_table: dict[str, tuple[float, float]] = CATEGORY_VALENCE_AROUSAL) -> EmotionEvent:
     """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
     smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
     the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
@@ -176,6 +178,7 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
     raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
     confidence = float(probs[best])
     templates = templates or PromptTemplates()
+    va = valence_arousal(probs, labels, va_table)
     if prompt is None:
         prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
     return EmotionEvent(
@@ -183,13 +186,15 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
         label=labels[best], confidence=round(confidence, 4),
         probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
         box=tuple(round(v, 1) for v in window.box), model=model,
+        valence=va and va.valence, arousal=va and va.arousal, va_source=va and va.source,
         prompt=prompt, messages=chat_messages(prompt, templates),
     )
 
 
 def classify(engine, windows: list[Window], source: str, max_batch: int, timer: StageTimer,
              templates: PromptTemplates | None = None, cache=None,
-             smoother: Smoother | None = None) -> list[EmotionEvent]:
+             smoother: Smoother | None = None,
+             va_table: dict[str, tuple[float, float]] = CATEGORY_VALENCE_AROUSAL) -> list[EmotionEvent]:
     """Windows from any tracks (each track's in time order), batched max_batch at a time through the engine (with a
     frame-feature cache, each frame is encoded once however many windows share it), smoothed per track by
     `smoother` when given."""
@@ -201,5 +206,5 @@ def classify(engine, windows: list[Window], source: str, max_batch: int, timer: 
         for window, raw in zip(batch, probs):
             label, smoothed = smoother.update(source, window.track_id, raw) if smoother else (None, raw)
             events.append(emotion_event(window, smoothed, engine.labels, source, engine.spec.name, templates, label,
-                                        raw_probs=raw))
+                                        raw_probs=raw, va_table=va_table))
     return events

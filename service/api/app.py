@@ -49,6 +49,15 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
                               observe_batch=service_metrics.observe_batch,
                               observe_frame_to_event=service_metrics.observe_frame_to_event, **extra)
         service_metrics.watch_runtime(runtime.snapshot)
+    ros = None
+    if runtime is not None and (settings.ros.enabled or any(s.kind.value == "ros" for s in runtime.specs)):
+        from service.ros.dds import participant
+
+        participant()  # a DDS domain that cannot start (bad CYCLONEDDS_URI, ROS_DOMAIN_ID) stops us here, in one line
+        if settings.ros.enabled:
+            from service.ros.publisher import start_publisher
+
+            ros = start_publisher(settings.ros, runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -67,6 +76,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
         app.state.services = Services(settings, engine, clip_jobs, service_metrics, bus, runtime, forwarder)
         if runtime:
             runtime.start()
+        if ros:
+            ros.start()
         clock = runtime.clock if runtime else loop.time
         heartbeat = asyncio.create_task(_heartbeats(bus, clock, settings.heartbeat_s))
         try:
@@ -75,6 +86,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            if ros:
+                await asyncio.to_thread(ros.stop)
             if runtime:
                 await asyncio.to_thread(runtime.stop)
             await asyncio.to_thread(clip_jobs.shutdown)

@@ -55,7 +55,7 @@ class EmotionEvents:
                                    window.t_end))
         prompt = describe_scene(faces, width or 1, self.settings.prompts)
         return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.settings.prompts,
-                             label_index, prompt, raw_probs=raw)
+                             label_index, prompt, raw_probs=raw, va_table=self.settings.valence_arousal)
 
     # ---- ended tracks ---------------------------------------------------------------------------------------
 
