@@ -121,8 +121,7 @@ def test_face_ids_are_unique_per_run_and_the_tracked_list_is_repeated(dp):
     clock[0] = 1.6
     publisher.poll()  # no change, a second passed: again
     lists = take_until(tracked, lambda samples: len(samples) >= 3)
-    time.sleep(0.5)  # (a fourth list would arrive by now; there is none)
-    lists += tracked.take(N=10)
+    lists += tracked.take(N=10)  # none more (delivery inside one process is synchronous)
     assert [s.ids for s in lists] == [[], [f"{publisher.tag}_cam_2_3"], [f"{publisher.tag}_cam_2_3"]]
 
 
