@@ -56,3 +56,22 @@ def test_the_table_is_a_setting(monkeypatch):
     monkeypatch.setenv("EMOTION_VALENCE_AROUSAL", '{"happy": [1.5, 0.2]}')
     with pytest.raises(ValueError):
         Settings(_env_file=None)
+
+
+def test_clip_events_take_the_table_given_to_classify():
+    from service.metrics import StageTimer
+    from service.pipeline import classify
+
+    class Spec:
+        name = "fake"
+
+    class Engine:
+        spec, labels = Spec(), ["sad", "happy"]
+
+        def predict_windows(self, items, cache=None):
+            return np.array([[0.2, 0.8]] * len(items))
+
+    window = Window(1, np.zeros((16, 8, 8, 1), np.uint8), None, 0.0, 2.0, (0, 0, 10, 10))
+    [event] = classify(Engine(), [window], "clip.mp4", 8, StageTimer(), va_table={"sad": (-1.0, 0.0),
+                                                                                  "happy": (1.0, 0.5)})
+    assert (event.valence, event.arousal, event.va_source) == (0.6, 0.4, "categories")
