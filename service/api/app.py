@@ -21,6 +21,7 @@ from service.detect import create_detector
 from service.events import HeartbeatEvent
 from service.inference import create_engine
 from service.live.bus import EventBus
+from service.ros.wiring import open_ros
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
                               observe_batch=service_metrics.observe_batch,
                               observe_frame_to_event=service_metrics.observe_frame_to_event, **extra)
         service_metrics.watch_runtime(runtime.snapshot)
-    ros = None
-    if runtime is not None and (settings.ros.enabled or any(s.kind.value == "ros" for s in runtime.specs)):
-        from service.ros.dds import participant
-
-        participant()  # a DDS domain that cannot start (bad CYCLONEDDS_URI, ROS_DOMAIN_ID) stops us here, in one line
-        if settings.ros.enabled:
-            from service.ros.publisher import start_publisher
-
-            ros = start_publisher(settings.ros, runtime)
+    ros = open_ros(settings, runtime)  # DDS only when asked for; a domain that cannot start stops us here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

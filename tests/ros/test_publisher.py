@@ -136,7 +136,8 @@ def test_without_ros_no_dds_code_is_imported():
     result = subprocess.run([sys.executable, "-c", code], env=service_env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['service.ros', 'service.ros.settings']"  # settings only: pure pydantic
+    # the settings (pure pydantic) and the switch (pure Python), nothing of DDS
+    assert result.stdout.strip() == "['service.ros', 'service.ros.settings', 'service.ros.wiring']"
 
 
 def test_a_bad_cyclonedds_uri_stops_serve_ros_at_start_with_one_line():
