@@ -115,7 +115,7 @@ class CaptureThread(threading.Thread):
     def source_stamp(self, t: float) -> object | None:
         """The source's own stamp of the sampled frame captured at service time `t` (as events round it, to the
         millisecond), or None."""
-        for frame_t, stamp in reversed(self.source_stamps):
+        for frame_t, stamp in reversed(list(self.source_stamps)):  # a copy: the capture appends meanwhile
             if abs(frame_t - t) <= 0.0005 + 1e-9:
                 return stamp
         return None
