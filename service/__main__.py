@@ -1,6 +1,6 @@
 """Command line.
 
-    python -m service serve [--source SRC ...] [--host H] [--port P] [--model BUNDLE_DIR] [--config FILE]
+    python -m service serve [--source SRC ...] [--host H] [--port P] [--model BUNDLE_DIR] [--config FILE] [--ros]
     python -m service analyze CLIP [--model BUNDLE_DIR] [--json OUT] [--plot OUT.png]
 """
 
@@ -28,9 +28,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="watch cameras/streams/files, serve the API and the event stream")
     serve.add_argument("--source", action="append", metavar="SRC", dest="sources",
-                       help="camera index, /dev/videoN, rtsp/http URL or video file (repeatable; NAME=SRC names it). "
+                       help="camera index, /dev/videoN, rtsp/http URL, video file or ROS 2 image topic "
+                            "(ros:/camera/image_raw; repeatable; NAME=SRC names it). "
                             "Default: camera 0 if present, else the bundled sample clip, looped")
     serve.add_argument("--no-live", action="store_true", help="no live sources: serve clip uploads only")
+    serve.add_argument("--ros", action="store_true", default=None,
+                       help="publish faces, expressions and prompts on ROS 2 topics "
+                            "(same as EMOTION_ROS__ENABLED=true; docs/ROS.md)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765)")
     serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
@@ -57,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token", "checkpoint")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "ros", None):
+        overrides["ros"] = {"enabled": True}
     if overrides.get("checkpoint"):
         overrides["backend"] = "pytorch"
     return Settings.load(args.config, **overrides)

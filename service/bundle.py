@@ -103,6 +103,10 @@ class BundleSpec(BaseModel):
     tensorrt_cache: str | None = Field(None, description="directory in the bundle with a prebuilt TensorRT engine")
     frame_cache: FrameCacheSpec | None = Field(None, description="per-frame encoder + window head, where possible")
     crop: CropSpec | None = Field(None, description="how the face crops were made; absent: the service's margin")
+    valence_arousal: str | None = Field(
+        None, description="reserved for a model with its own valence and arousal: the name of a graph output "
+                          "[batch, 2] in [-1, 1]. Not read yet: events take theirs from the category table "
+                          "(va_source 'categories'); a service that reads it will say va_source 'model'")
     text_features: Literal["baked", "none"] = Field(
         "none", description="baked: class text features were computed at export and are constants in the graph")
 

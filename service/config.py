@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
@@ -13,6 +13,8 @@ from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, Setting
 
 from service.forwarder import ForwarderSettings
 from service.prompts import PromptTemplates
+from service.ros.settings import RosSettings
+from service.valence_arousal import CATEGORY_VALENCE_AROUSAL
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEFAULT_BUNDLE = ASSETS_DIR / "bundles" / "fer-mini-xception"
@@ -131,6 +133,12 @@ class Settings(BaseSettings):
     ema_alpha: float = Field(0.5, gt=0, le=1, description="weight of the newest window in the moving average")
     hysteresis_margin: float = Field(0.15, ge=0, lt=1, description="lead another label needs to take over")
 
+    # Valence and arousal of events from a model with only categories: probability-weighted mean of these
+    valence_arousal: dict[str, tuple[Annotated[float, Field(ge=-1, le=1)], Annotated[float, Field(ge=-1, le=1)]]] = \
+        Field(default_factory=lambda: dict(CATEGORY_VALENCE_AROUSAL),
+              description="label -> (valence, arousal) in [-1, 1]; default: Russell & Mehrabian (1977), see "
+                          "service/valence_arousal.py and docs/ROS.md")
+
     # Queues, watchdog, reconnects (live sources)
     frame_queue: int = Field(2, ge=1, description="sampled frames waiting per source; older ones are dropped")
     window_queue: int = Field(32, ge=1, description="windows waiting for inference; older ones are dropped")
@@ -195,3 +203,5 @@ class Settings(BaseSettings):
                                      description="wording of prompts and chat messages (service/prompts.py)")
     forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings,
                                          description="optional poster to an OpenAI-compatible LLM (service/forwarder.py)")
+    ros: RosSettings = Field(default_factory=RosSettings,
+                             description="ROS 2 outputs through Cyclone DDS (serve --ros; service/ros/, docs/ROS.md)")

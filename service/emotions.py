@@ -10,6 +10,7 @@ window is classified ("scene"), since the LLM answers whoever stands in front of
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -22,6 +23,7 @@ from service.metrics import StageTimer
 from service.prompts import FaceState, PromptTemplates, chat_messages, describe_scene, emotion_prompt
 from service.smoothing import Smoother
 from service.state import LiveState
+from service.valence_arousal import CATEGORY_VALENCE_AROUSAL, valence_arousal
 from service.windows import Window
 
 PromptAbout = Literal["face", "scene"]
@@ -30,7 +32,8 @@ PromptAbout = Literal["face", "scene"]
 def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: str, model: str,
                   templates: PromptTemplates | None = None, label_index: int | None = None,
                   prompt: str | None = None, raw_probs: np.ndarray | None = None,
-                  prompt_about: PromptAbout = "face") -> EmotionEvent:
+                  prompt_about: PromptAbout = "face",
+                  va_table: Mapping[str, tuple[float, float]] = CATEGORY_VALENCE_AROUSAL) -> EmotionEvent:
     """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
     smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
     the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
@@ -40,6 +43,7 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
     raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
     confidence = float(probs[best])
     templates = templates or PromptTemplates()
+    va = valence_arousal(probs, labels, va_table)
     if prompt is None:
         prompt = emotion_prompt(labels[best], confidence, window.t_end - window.t_start, templates)
     return EmotionEvent(
@@ -47,6 +51,7 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
         label=labels[best], confidence=round(confidence, 4),
         probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
         box=tuple(round(v, 1) for v in window.box), model=model,
+        valence=va and va.valence, arousal=va and va.arousal, va_source=va and va.source,
         prompt=prompt, prompt_about=prompt_about, messages=chat_messages(prompt, templates),
     )
 
@@ -58,6 +63,7 @@ class EmotionStage:
     def __init__(self, settings: Settings, engine: Engine, scene: LiveState | None = None):
         self.engine, self.scene = engine, scene
         self.max_batch, self.templates = settings.max_batch, settings.prompts
+        self.va_table = settings.valence_arousal
         self.smoother = Smoother(settings.smoothing, settings.ema_alpha, settings.hysteresis_margin,
                                  settings.smoother_max_tracks)
         self._lock = threading.Lock()  # a replaced live inference worker may still finish a batch beside its successor
@@ -81,10 +87,10 @@ class EmotionStage:
         labels = self.engine.labels
         if self.scene is None:
             return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates,
-                                 label_index, raw_probs=raw)
+                                 label_index, raw_probs=raw, va_table=self.va_table)
         prompt = self._describe_scene(source, window, labels[label_index], float(smoothed[label_index]), smoothed)
         return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates, label_index,
-                             prompt, raw_probs=raw, prompt_about="scene")
+                             prompt, raw_probs=raw, prompt_about="scene", va_table=self.va_table)
 
     def forget(self, source: str, track_id: int) -> None:
         """Drop the smoothing of a track that ended and has no window left to classify."""

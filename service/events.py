@@ -42,6 +42,12 @@ class EmotionEvent(_Event):
                           "equal to raw_probs with smoothing=none and for a track's first window")
     box: Box
     model: str
+    valence: float | None = Field(
+        None, ge=-1, le=1, description="-1 unpleasant .. 1 pleasant, from the smoothed probabilities (see va_source)")
+    arousal: float | None = Field(None, ge=-1, le=1, description="-1 calm .. 1 excited (see va_source)")
+    va_source: Literal["model", "categories"] | None = Field(
+        None, description="model: the model's own valence/arousal output; categories: the probability-weighted mean "
+                          "of each label's published coordinates (the valence_arousal setting); null: none known")
     prompt: str = Field(description="a sentence for the LLM")
     prompt_about: Literal["face", "scene"] | None = Field(
         None, description="what the prompt describes: 'face', this event's face alone (clip analysis), or 'scene', "

@@ -30,6 +30,7 @@ class SourceView:
     name: str
     kind: str
     frame_width: int = 0
+    frame_height: int = 0
     tracks: dict[int, TrackView] = field(default_factory=dict)
 
 
@@ -42,10 +43,11 @@ class LiveState:
         with self._lock:
             self._sources.setdefault(name, SourceView(name, kind))
 
-    def track_seen(self, source: str, track_id: int, box: Box, t: float, frame_width: int) -> None:
+    def track_seen(self, source: str, track_id: int, box: Box, t: float, frame_width: int,
+                   frame_height: int = 0) -> None:
         with self._lock:
             view = self._sources[source]
-            view.frame_width = frame_width
+            view.frame_width, view.frame_height = frame_width, frame_height
             track = view.tracks.get(track_id)
             if track is None:
                 view.tracks[track_id] = TrackView(track_id, box, t, t)
@@ -70,6 +72,12 @@ class LiveState:
             view = self._sources[source]
             return [TrackView(**vars(t)) for t in view.tracks.values()], view.frame_width
 
+    def frame_size(self, source: str) -> tuple[int, int]:
+        """Width and height of the source's frames where a face was last seen (0, 0 before that)."""
+        with self._lock:
+            view = self._sources[source]
+            return view.frame_width, view.frame_height
+
     def sources(self) -> list[str]:
         with self._lock:
             return list(self._sources)
@@ -89,7 +97,7 @@ class TrackStatus(BaseModel):
 
 
 class SourceStatus(BaseModel):
-    kind: str = Field(description="camera, stream or file")
+    kind: str = Field(description="camera, stream, file or ros")
     uri: str
     status: str = Field(description="starting, open, reconnecting or stopped")
     alive: bool = Field(description="the source delivers frames")
@@ -98,6 +106,8 @@ class SourceStatus(BaseModel):
     frames_read: int
     frames_sampled: int
     frames_dropped: int = Field(description="sampled frames dropped because the face worker lagged")
+    frames_skipped: int = Field(0, description="images that arrived broken (a malformed or undecodable ROS image "
+                                "message) and were skipped")
     queue_depth: int
     reconnects: int
     frame_width: int

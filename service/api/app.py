@@ -24,6 +24,7 @@ from service.ingest.sources import SourceSpec
 from service.live.bus import EventBus
 from service.live.sinks import QueuedSink
 from service.spool import UploadSpool
+from service.ros.wiring import open_ros
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
                               observe_batch=service_metrics.observe_batch,
                               observe_frame_to_event=service_metrics.observe_frame_to_event, **extra)
         service_metrics.watch_runtime(runtime.snapshot)
+    ros = open_ros(settings, runtime)  # DDS only when asked for; a domain that cannot start stops us here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
         app.state.services = Services(settings, engine, clip_jobs, service_metrics, bus, runtime, forwarder)
         if runtime:
             runtime.start()
+        if ros:
+            ros.start()
         clock = runtime.clock if runtime else loop.time
         heartbeat = asyncio.create_task(_heartbeats(bus, clock, settings.heartbeat_s))
         try:
@@ -84,6 +88,8 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            if ros:
+                await asyncio.to_thread(ros.stop)
             if runtime:
                 await asyncio.to_thread(runtime.stop)
             await asyncio.to_thread(clip_jobs.shutdown)

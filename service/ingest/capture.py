@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ class CapturedFrame:
 
 def open_capture(spec: SourceSpec, timeout_ms: int = 5000) -> cv2.VideoCapture:
     """OpenCV capture for a source; network streams get open/read timeouts so a dead server cannot hang us."""
+    if spec.kind is SourceKind.ROS:  # a reader with the same interface; DDS code imported only for such a source
+        from service.ros.images import ImageTopicCapture
+
+        return ImageTopicCapture(spec.uri, timeout_ms / 1000)
     if spec.kind is SourceKind.STREAM:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
         return cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
@@ -61,6 +66,10 @@ class CaptureThread(threading.Thread):
         self.last_error: str | None = None
         self.last_frame_at: float | None = None  # service clock, for the watchdog
         self.opened_at: float | None = None
+        # Sources with a clock of their own (ROS image topics: a capture with `stamp`, `skipped` and `failure`):
+        # their stamps of the newest sampled frames, and broken messages skipped.
+        self.source_stamps: deque[tuple[float, object]] = deque(maxlen=256)
+        self.frames_skipped = 0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -75,7 +84,8 @@ class CaptureThread(threading.Thread):
             capture = self.opener(self.spec)
             if not capture.isOpened():
                 capture.release()
-                self._failed(f"cannot open {self.spec.kind.value} {self.spec.uri}", next(delays))
+                reason = getattr(capture, "failure", None) or f"cannot open {self.spec.kind.value} {self.spec.uri}"
+                self._failed(reason, next(delays))
                 continue
             # A file looping, or a source back after a failure: said once at INFO, not on every loop.
             first_or_recovered = self.opened_at is None or self.status == "reconnecting"
@@ -83,13 +93,15 @@ class CaptureThread(threading.Thread):
             log.log(logging.INFO if first_or_recovered else logging.DEBUG, "source %s opened (%s)", self.spec.name,
                     self.spec.uri)
             read = self._read_until_failure(capture)
+            reason = (getattr(capture, "failure", None)
+                      or f"{self.spec.kind.value} {self.spec.uri} stopped delivering frames")
             capture.release()
             if self.stopping:
                 break
             if self.spec.kind is SourceKind.FILE and read > 0:
                 delays = backoff_delays(*self.backoff)  # a file that played through loops at once
                 continue
-            self._failed(f"{self.spec.kind.value} {self.spec.uri} stopped delivering frames", next(delays))
+            self._failed(reason, next(delays))
             if read > 0:
                 delays = backoff_delays(*self.backoff)
         self.status = "stopped"
@@ -100,13 +112,23 @@ class CaptureThread(threading.Thread):
         log.warning("source %s: %s; retrying in %.1f s", self.spec.name, reason, delay)
         self._stop_event.wait(delay)
 
+    def source_stamp(self, t: float) -> object | None:
+        """The source's own stamp of the sampled frame captured at service time `t` (as events round it, to the
+        millisecond), or None."""
+        for frame_t, stamp in reversed(list(self.source_stamps)):  # a copy: the capture appends meanwhile
+            if abs(frame_t - t) <= 0.0005 + 1e-9:
+                return stamp
+        return None
+
     def _read_until_failure(self, capture: cv2.VideoCapture) -> int:
         file_fps = capture.get(cv2.CAP_PROP_FPS) if self.spec.kind is SourceKind.FILE else 0.0
         period = 1.0 / file_fps if file_fps and file_fps > 0 else (1 / 25 if self.spec.kind is SourceKind.FILE else 0)
         read = 0
         started = self.clock()
+        skipped = self.frames_skipped
         while not self.stopping:
             ok, image = capture.read()
+            self.frames_skipped = skipped + getattr(capture, "skipped", 0)
             if not ok or image is None:
                 return read
             read += 1
@@ -116,6 +138,8 @@ class CaptureThread(threading.Thread):
             self.last_frame_at = now
             if self.sampler.accept(now):
                 self.frames_sampled += 1
+                if getattr(capture, "stamp", None) is not None:
+                    self.source_stamps.append((now, capture.stamp))
                 self.out.put(CapturedFrame(self.spec.name, self.frames_read, now, image))
             if period:
                 # Play a file at its own rate: wait for this frame's slot (interruptible by stop()).

@@ -1,7 +1,9 @@
-"""What a `--source` names: a USB camera (index or device path), a network stream (RTSP/HTTP), or a video file."""
+"""What a `--source` names: a USB camera (index or device path), a network stream (RTSP/HTTP), a video file, or a
+ROS 2 image topic (`ros:/camera/image_raw`, `ros:/camera/image_raw/compressed`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -14,12 +16,13 @@ class SourceKind(str, Enum):
     CAMERA = "camera"
     STREAM = "stream"
     FILE = "file"
+    ROS = "ros"
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     name: str  # what events call it: camera0, stream1, or the file's stem
-    uri: str | int  # what OpenCV opens: an index, a device path, a URL or a file path
+    uri: str | int  # what OpenCV opens: an index, a device path, a URL or a file path; or a ROS topic
     kind: SourceKind
 
 
@@ -36,6 +39,13 @@ def parse_source(text: str, position: int = 0, name: str | None = None) -> Sourc
         prefix, rest = text.split("=", 1)
         if re.fullmatch(r"[A-Za-z][\w-]*", prefix):
             return parse_source(rest, position, prefix)
+    if text.startswith("ros:"):
+        topic = "/" + text[4:].strip("/")
+        if not re.fullmatch(r"(/[A-Za-z_][\w]*)+", topic):
+            raise SourceError(f"source {text!r}: not a ROS topic name (ros:/camera/image_raw)")
+        if importlib.util.find_spec("cyclonedds") is None:
+            raise SourceError(f"source {text!r} needs the ros extra: pip install 'emotion-perception[ros]'")
+        return SourceSpec(name or topic.strip("/").replace("/", "_"), topic, SourceKind.ROS)
     if text.isdigit():
         return SourceSpec(name or f"camera{text}", int(text), SourceKind.CAMERA)
     if text.startswith("/dev/video"):

@@ -199,6 +199,7 @@ class LiveRuntime:
                 alive=capture.status == "open", last_error=capture.last_error,
                 fps_processed=round(worker.processed.rate(now), 2), frames_read=capture.frames_read,
                 frames_sampled=capture.frames_sampled, frames_dropped=runner.frames.dropped,
+                frames_skipped=capture.frames_skipped,
                 queue_depth=len(runner.frames), reconnects=capture.reconnects, frame_width=width,
                 tracks=[TrackStatus(track_id=t.track_id, box=t.box, first_seen=round(t.first_seen, 3),
                                     last_seen=round(t.last_seen, 3), label=t.label, confidence=t.confidence,
