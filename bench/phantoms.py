@@ -152,8 +152,9 @@ def run(frames: int = 24, configs: dict[str, dict] | None = None, hd: tuple[int,
     """The sweep on 640x480 footage; with `hd`, the checks off against the defaults on nobody's footage at that
     size too."""
     clips = footage(frames)
+    sets = dict.fromkeys(c.set for c in clips)
     result = {"configs": compare(configs or sweep_configs(), clips),
-              "footage": {s: sum(len(c.frames) for c in clips if c.set == s) for s in dict.fromkeys(c.set for c in clips)}}
+              "footage": {s: sum(len(c.frames) for c in clips if c.set == s) for s in sets}}
     if hd:
         nobody = scaled([c for c in clips if c.set == "nobody"], hd)
         result["hd"] = {"frame": f"{hd[0]}x{hd[1]}",

@@ -1,9 +1,9 @@
 """Scenes a robot's camera sees, from photographs that scikit-image and matplotlib ship (nothing downloaded).
 
 - `empty_scenes`: footage with nobody in it: landscapes (terrain relief, the moon, a launch site), objects (coffee,
-  a motorcycle, a clock), textures (brick, grass, gravel), text (a printed page), an animal's body (a
-  horse), crowds of small objects (coins, the Hubble deep field's galaxies, cells), each panned across and zoomed
-  into, 640x480 at 8 fps: no track may be born on any of it.
+  a motorcycle, a clock), textures (brick, grass, gravel), text (a printed page), an animal's body (a horse's
+  silhouette), crowds of small objects (coins, the Hubble deep field's galaxies, cells), each panned across and
+  zoomed into, 640x480 at 8 fps: no track may be born on any of it.
 - `portrait_stills`: one person at conversation distance (a face 150 to 260 px high in a 640x480 frame), a
   photograph held still in front of the camera (the frame repeats with a little sensor noise): exactly one track.
 - `portrait_before_building`: a woman's head and shoulders (the astronaut photograph, cut out with a soft oval) in

@@ -14,7 +14,7 @@ from service.detect.base import Detection
 class TrackedFace:
     track_id: int
     detection: Detection
-    is_new: bool  # first frame of this track
+    is_new: bool  # first frame of this track (with ConfirmingTracker: the frame it is confirmed)
 
 
 @dataclass(frozen=True)
