@@ -1,4 +1,4 @@
-"""`python -m bench [pipeline] [faces] [detectors] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
+"""`python -m bench [pipeline] [faces] [detectors] [phantoms] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
 `python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-SUITES = ("pipeline", "faces", "detectors", "models", "cheaper")
+SUITES = ("pipeline", "faces", "detectors", "phantoms", "models", "cheaper")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 
 

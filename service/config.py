@@ -118,6 +118,22 @@ class Settings(BaseSettings):
     opencv_threads: int = Field(1, ge=0, description="OpenCV's worker threads (resizing, Haar); 1: none, work stays in "
                                 "the calling thread; 0: OpenCV decides (all cores)")
 
+    # Phantom faces (docs/DETECTION.md: what each check costs and removes, measured on bench.phantoms' footage)
+    keypoint_check: bool = Field(True, description="BlazeFace: drop faces whose keypoints are not in a face's "
+                                 "geometry (eye line within face_max_roll, nose and mouth below the eyes)")
+    face_max_roll: float = Field(45.0, gt=0, le=180, description="steepest eye line (degrees) of a face kept")
+    min_face_fraction: float = Field(0.0, ge=0, lt=1, description="BlazeFace: smallest face side as a share of the "
+                                     "frame's shorter side (0: min_face alone)")
+    blazeface_score: float | None = Field(None, ge=0, le=1, description="least score of a BlazeFace face (None: "
+                                          "0.6, both ranges); faces below track_start_score only continue tracks")
+    track_start_score: float = Field(0.6, ge=0, le=1, description="a track is born only from a detection this "
+                                     "confident; weaker ones (down to the detector's own least score) continue "
+                                     "tracks only")
+    face_check_score: float = Field(0.5, ge=0, le=1, description="a new track is confirmed only when BlazeFace full "
+                                    "range, run again on a crop around it, scores a face there this high on "
+                                    "average over its first track_min_hits frames (0: no check)")
+    face_check_scale: float = Field(3.0, ge=1.5, le=6, description="side of that crop in face box sides")
+
     # Tracking
     tracker: Literal["bytetrack", "iou"] = Field("bytetrack", description="ByteTrack (trackers package) or plain IoU")
     track_iou: float = Field(0.3, gt=0, lt=1, description="least IoU to continue a track")

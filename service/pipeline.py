@@ -80,7 +80,7 @@ class FacePipeline:
         with self.timer.time("detect"):
             detections = self.detector.detect(image)
         with self.timer.time("track"):
-            update = self.tracker.update(detections)
+            update = self.tracker.update(detections, image)
         for tracker_id in update.lost:
             self._end_track(self._public_ids.pop(tracker_id), result)
         faces = [replace(face, track_id=self._public_id(face.track_id)) for face in update.faces]

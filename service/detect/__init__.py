@@ -35,10 +35,12 @@ def _yunet(settings: Settings) -> FaceDetector:
 def _blazeface(settings: Settings) -> FaceDetector:
     from service.detect.blazeface import AutoRangeBlazeFace, BlazeFaceFaceDetector
 
+    checks = {"max_roll": settings.face_max_roll if settings.keypoint_check else None,
+              "min_face_fraction": settings.min_face_fraction, "score": settings.blazeface_score}
     if settings.blazeface_range == "auto":
-        return AutoRangeBlazeFace(settings.min_face, settings.detect_threads, settings.detect_max_side)
+        return AutoRangeBlazeFace(settings.min_face, settings.detect_threads, settings.detect_max_side, **checks)
     return BlazeFaceFaceDetector(settings.blazeface_range, min_face=settings.min_face,
-                                 threads=settings.detect_threads, max_side=settings.detect_max_side)
+                                 threads=settings.detect_threads, max_side=settings.detect_max_side, **checks)
 
 
 def _haar(settings: Settings) -> FaceDetector:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from service.detect.base import Detection, FaceDetector, as_bgr
+from service.detect.checks import keypoints_plausible, large_enough
 from service.errors import DetectorError
 
 DETECTORS_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
@@ -48,7 +49,7 @@ class RangeConfig:
     strides: tuple[int, ...]
     two_anchors_per_cell: bool  # interpolated_scale_aspect_ratio 1.0: an extra anchor per position
     # Least score. MediaPipe's min_score_thresh is 0.5 (short) and 0.6 (full); on inputs larger than the model's
-    # own, short range gave false faces scoring up to 0.57 on the sample clip and bench.footage, hence 0.6 for both.
+    # own, short range gave false faces scoring up to 0.57 on the sample clip and service.footage.people, hence 0.6 for both.
     min_score: float
     # BlazeFace's box sits lower on the face than the service's face box (Haar's, which the embedded bundle's crops
     # were checked with): scaled about its centre by box_scale and moved up by box_shift_up of its side, it lands
@@ -163,12 +164,15 @@ class BlazeFaceFaceDetector(FaceDetector):
     """`input_side`: the longest side of the model's input. The frame is scaled to it, aspect kept, and padded to a
     multiple of the deepest stride; the graphs are fully convolutional, so a larger input finds smaller faces, at a
     cost that grows with its area. Default (None): large enough for faces of `min_face` pixels, at least the
-    model's own size (128 or 192), at most `max_side`."""
+    model's own size (128 or 192), at most `max_side`. Faces whose keypoints are not a face's (`max_roll`, see
+    checks.keypoints_plausible; None: unchecked) or smaller than `min_face_fraction` of the frame's shorter side
+    are dropped."""
 
     name = "blazeface"
 
     def __init__(self, range_name: str = "short", score: float | None = None, min_face: int = 40,
-                 threads: int = 1, model: Path | None = None, input_side: int | None = None, max_side: int = 640):
+                 threads: int = 1, model: Path | None = None, input_side: int | None = None, max_side: int = 640,
+                 max_roll: float | None = None, min_face_fraction: float = 0.0):
         if range_name not in BLAZEFACE_RANGES:
             raise DetectorError(f"BlazeFace range must be one of {', '.join(BLAZEFACE_RANGES)}, got {range_name!r}")
         self.range_name, self.config = range_name, BLAZEFACE_RANGES[range_name]
@@ -177,6 +181,7 @@ class BlazeFaceFaceDetector(FaceDetector):
         self.score = self.config.min_score if score is None else score
         self.min_face = min_face
         self.input_side, self.max_side = input_side, max_side
+        self.max_roll, self.min_face_fraction = max_roll, min_face_fraction
 
     def needed_side(self, height: int, width: int) -> float:
         """The input's longest side at which faces of min_face pixels are found (at least the model's own size)."""
@@ -234,7 +239,12 @@ class BlazeFaceFaceDetector(FaceDetector):
             if box[2] < MIN_FACE_SLACK * self.min_face:
                 continue
             points = tuple(((px - x0) / scale, (py - y0) / scale) for px, py in face.landmarks)
-            found.append(Detection(box, face.score, points))
+            detection = Detection(box, face.score, points)
+            if self.max_roll is not None and not keypoints_plausible(detection, self.max_roll):
+                continue
+            if not large_enough(detection, *image.shape[:2], self.min_face_fraction):
+                continue
+            found.append(detection)
         return found
 
 
@@ -250,11 +260,13 @@ class AutoRangeBlazeFace(FaceDetector):
     range_name = "auto"
 
     def __init__(self, min_face: int = 40, threads: int = 1, max_side: int = 640,
-                 short_max_input: int = AUTO_SHORT_MAX_INPUT):
+                 short_max_input: int = AUTO_SHORT_MAX_INPUT, max_roll: float | None = None,
+                 min_face_fraction: float = 0.0, score: float | None = None):
         self.min_face, self.max_side = min_face, max_side
+        checks = {"max_roll": max_roll, "min_face_fraction": min_face_fraction, "score": score}
         self.short = BlazeFaceFaceDetector("short", min_face=min_face, threads=threads,
-                                           max_side=min(max_side, short_max_input))
-        self.full = BlazeFaceFaceDetector("full", min_face=min_face, threads=threads, max_side=max_side)
+                                           max_side=min(max_side, short_max_input), **checks)
+        self.full = BlazeFaceFaceDetector("full", min_face=min_face, threads=threads, max_side=max_side, **checks)
 
     def needs_full(self, height: int, width: int) -> bool:
         """Whether faces of min_face pixels need a larger input than short range's cap (never above the frame's own

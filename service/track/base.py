@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from service.detect.base import Detection
 
 
@@ -12,7 +14,7 @@ from service.detect.base import Detection
 class TrackedFace:
     track_id: int
     detection: Detection
-    is_new: bool  # first frame of this track
+    is_new: bool  # first frame of this track (with ConfirmingTracker: the frame it is confirmed)
 
 
 @dataclass(frozen=True)
@@ -22,9 +24,13 @@ class TrackUpdate:
 
 
 class FaceTracker(ABC):
+    # Frames between a face's first detection and the first update that gives its track an id (ByteTrack names a
+    # track from its second frame on, even with min_hits 1); confirmation counts them as seen.
+    id_lag: int = 0
+
     @abstractmethod
-    def update(self, detections: list[Detection]) -> TrackUpdate:
-        """Match this frame's detections to the live tracks."""
+    def update(self, detections: list[Detection], image: np.ndarray | None = None) -> TrackUpdate:
+        """Match this frame's detections to the live tracks (`image`: the frame, for trackers that look at it)."""
 
     @abstractmethod
     def flush(self) -> list[int]:

@@ -15,8 +15,12 @@ from service.track.base import FaceTracker, TrackedFace, TrackUpdate
 
 
 class ByteTrackFaceTracker(FaceTracker):
+    id_lag = 1  # a track spawned in one frame gets its id when matched in the next
+
     def __init__(self, frame_rate: float = 8.0, max_missed: int = 8, min_hits: int = 3, min_iou: float = 0.1,
                  activation_score: float = 0.5):
+        """`activation_score`: ByteTrack's high/low split: detections this confident start tracks and are matched
+        first; weaker ones only continue tracks that the first pass left unmatched."""
         self.max_missed = max_missed
         self._tracker = ByteTrackTracker(
             lost_track_buffer=max_missed, frame_rate=frame_rate, track_activation_threshold=activation_score,
@@ -24,7 +28,7 @@ class ByteTrackFaceTracker(FaceTracker):
             high_conf_det_threshold=activation_score)
         self._missed: dict[int, int] = {}  # live track id -> updates since last seen
 
-    def update(self, detections: list[Detection]) -> TrackUpdate:
+    def update(self, detections: list[Detection], image=None) -> TrackUpdate:
         if detections:
             xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in (d.box for d in detections)], dtype=np.float32)
             scores = np.array([d.score for d in detections], dtype=np.float32)

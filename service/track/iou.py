@@ -50,7 +50,7 @@ class IouTracker(FaceTracker):
                 matches[di] = ti
         return matches
 
-    def update(self, detections: list[Detection]) -> TrackUpdate:
+    def update(self, detections: list[Detection], image=None) -> TrackUpdate:
         matches = self._match(detections)
         matched = set(matches.values())
         faces, lost, survivors = [], [], []

@@ -1,6 +1,6 @@
 from service.config import Settings
 from service.detect.base import Detection
-from service.track import create_tracker
+from service.track import ConfirmingTracker, create_tracker
 from service.track.bytetrack import ByteTrackFaceTracker
 from service.track.iou import IouTracker
 
@@ -9,9 +9,11 @@ def det(x, y, score=0.9):
     return Detection((x, y, 60.0, 60.0), score)
 
 
-def test_factory_picks_the_configured_tracker():
-    assert isinstance(create_tracker(Settings(_env_file=None)), ByteTrackFaceTracker)
-    assert isinstance(create_tracker(Settings(_env_file=None, tracker="iou")), IouTracker)
+def test_factory_picks_the_configured_tracker_inside_the_confirmation_of_new_tracks():
+    default = create_tracker(Settings(_env_file=None))
+    assert isinstance(default, ConfirmingTracker) and isinstance(default.inner, ByteTrackFaceTracker)
+    assert default.check is not None  # the face check of new tracks is on by default
+    assert isinstance(create_tracker(Settings(_env_file=None, tracker="iou")).inner, IouTracker)
 
 
 def test_two_people_keep_their_ids_while_moving_and_crossing_nothing():

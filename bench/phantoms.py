@@ -1,0 +1,180 @@
+"""Phantom faces against recall: the face loop (detector + tracker, as the service runs them) on footage from real
+photographs where the true faces are known.
+
+- nobody: service.footage.scenes.empty_scenes (landscapes, objects, textures, text, a horse, coins, galaxies, cells;
+  panned and zoomed): every track there is a false one, reported per hour of footage (target 0);
+- portraits: one person held still at conversation distance (exactly one track each), and the same woman in front of
+  blurred building-like photographs (the scene where short range once scored a building 0.70);
+- group: service.footage.people's five people (near, tilted, turned, distant); sample: the bundled clip (its face from Haar);
+  sizes: one upright and one tilted face of each height, as in bench/detectors.py's face-size sweep.
+
+Per configuration (settings overrides): false tracks per hour of nobody's footage; tracks and false tracks per
+set; precision (tracked boxes on a true face / all tracked boxes) and recall (true faces in a track / all true faces,
+per frame), and people found (in a track at least once) against the first configuration's (`lost`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bench.detectors import _centre_inside
+from service.config import SAMPLE_CLIP, Settings
+from service.crops import CropPolicy
+from service.detect import create_detector
+from service.pipeline import FacePipeline
+from service.track import create_tracker
+
+# The checks off: the face loop as it was before them (BlazeFace's own least score 0.6 started tracks).
+BEFORE = {"keypoint_check": False, "min_face_fraction": 0.0, "track_start_score": 0.0, "face_check_score": 0.0}
+PORTRAIT_BACKGROUNDS = ("rocket", "motorcycle", "brick", "coffee")
+SIZES = (44, 52, 64, 90, 130, 200, 280)
+
+
+@dataclass(frozen=True)
+class Clip:
+    set: str
+    name: str
+    frames: list
+    faces: list  # per frame, true face boxes
+
+
+def footage(frames: int = 24, empty_names: tuple[str, ...] | None = None, group_count: int = 40,
+            clip=SAMPLE_CLIP) -> list[Clip]:
+    from bench.detectors import _clip_truth
+    from service.footage.people import Person, group_frames
+    from service.footage.scenes import empty_scenes, portrait_before_building, portrait_stills
+
+    clips = [Clip("nobody", s.name, s.frames, s.faces) for s in empty_scenes(frames, empty_names)]
+    clips += [Clip("portraits", s.name, s.frames, s.faces) for s in portrait_stills(frames)]
+    for background in PORTRAIT_BACKGROUNDS:
+        s = portrait_before_building(frames, background)
+        clips.append(Clip("portraits", s.name, s.frames, s.faces))
+    group, boxes = zip(*group_frames(group_count))
+    clips.append(Clip("group", "five people", list(group), list(boxes)))
+    if clip is not None:
+        sample, truth = _clip_truth(clip, Settings(_env_file=None).sample_fps)
+        clips.append(Clip("sample", clip.name, sample, truth))
+    for photo, tilt in ((0, 0), (1, 15)):
+        for height in SIZES:
+            size, faces = zip(*group_frames(8, cast=(Person(photo, height, (320, 240), tilt),)))
+            clips.append(Clip("sizes", f"{height}px tilt {tilt}", list(size), list(faces)))
+    return clips
+
+
+def run_clip(settings: Settings, clip: Clip, detector=None) -> dict:
+    """One clip through a fresh face loop (a new tracker, as for a new clip or camera)."""
+    pipeline = FacePipeline("bench", None, settings, detector or create_detector(settings), create_tracker(settings),
+                            crop=CropPolicy(32, 1, settings.face_margin))
+    track_frames: dict[int, list[bool]] = {}
+    found = [[False] * len(faces) for faces in clip.faces]
+    news = 0
+    for i, (frame, truth) in enumerate(zip(clip.frames, clip.faces)):
+        result = pipeline.process(i / settings.sample_fps, frame)
+        news += sum(e.type == "track_new" for e in result.lifecycle)
+        for crop in result.crops:
+            hits = [_centre_inside(crop.box, t) for t in truth]
+            track_frames.setdefault(crop.track_id, []).append(any(hits))
+            found[i] = [a or b for a, b in zip(found[i], hits)]
+    pipeline.finish()
+    people = len(clip.faces[0]) if clip.faces else 0
+    return {"frames": len(clip.frames), "tracks": len(track_frames), "track_new": news,
+            "false_tracks": sum(sum(v) * 2 < len(v) for v in track_frames.values()),
+            "boxes": sum(map(len, track_frames.values())), "true_boxes": sum(map(sum, track_frames.values())),
+            "faces": sum(map(len, clip.faces)), "faces_tracked": sum(map(sum, found)),
+            "people_found": [any(f[p] for f in found) for p in range(people)]}
+
+
+def run_config(settings: Settings, clips: list[Clip]) -> dict:
+    detector = create_detector(settings)
+    cpu = time.process_time()
+    per_clip = {f"{c.set}: {c.name}": run_clip(settings, c, detector) for c in clips}
+    cpu = time.process_time() - cpu
+    sets = {}
+    for clip in clips:
+        row = per_clip[f"{clip.set}: {clip.name}"]
+        total = sets.setdefault(clip.set, {"clips": 0, "frames": 0, "tracks": 0, "false_tracks": 0, "boxes": 0,
+                                           "true_boxes": 0, "faces": 0, "faces_tracked": 0, "clips_one_track": 0})
+        total["clips"] += 1
+        total["clips_one_track"] += row["tracks"] == 1 and row["false_tracks"] == 0
+        for key in ("frames", "tracks", "false_tracks", "boxes", "true_boxes", "faces", "faces_tracked"):
+            total[key] += row[key]
+    nobody = sets.get("nobody", {"frames": 0, "false_tracks": 0})
+    hours = nobody["frames"] / settings.sample_fps / 3600
+    boxes = sum(s["boxes"] for s in sets.values())
+    faces = sum(s["faces"] for s in sets.values())
+    return {"sets": sets, "clips": per_clip, "cpu_ms_per_frame": 1000 * cpu / sum(len(c.frames) for c in clips),
+            "nobody_hours": hours,
+            "false_tracks_per_hour": nobody["false_tracks"] / hours if hours else None,
+            "precision": sum(s["true_boxes"] for s in sets.values()) / boxes if boxes else None,
+            "recall": sum(s["faces_tracked"] for s in sets.values()) / faces if faces else None}
+
+
+def compare(configs: dict[str, dict], clips: list[Clip]) -> dict:
+    """Every configuration on the same footage; `lost`: people the first configuration found (in a track at least
+    once in their clip) that this one does not, by clip."""
+    results = {name: run_config(Settings(_env_file=None, **overrides), clips) | {"settings": overrides}
+               for name, overrides in configs.items()}
+    reference = next(iter(results.values()))["clips"]
+    for result in results.values():
+        result["lost"] = {name: sum(r and not a for r, a in zip(reference[name]["people_found"], row["people_found"]))
+                          for name, row in result["clips"].items()}
+        result["lost"] = {k: v for k, v in result["lost"].items() if v}
+    return results
+
+
+# The checks off against the defaults, then each check alone and the thresholds on either side of each default
+# (docs/DETECTION.md reads its choices off these rows).
+def sweep_configs() -> dict[str, dict]:
+    defaults = Settings(_env_file=None)
+    return {"before (checks off)": BEFORE, "after (defaults)": {},
+            "keypoints only": BEFORE | {"keypoint_check": True},
+            "face check only": BEFORE | {"face_check_score": defaults.face_check_score},
+            "track_start_score 0.75 only": BEFORE | {"track_start_score": 0.75},
+            "face_check_score 0.4": {"face_check_score": 0.4}, "face_check_score 0.7": {"face_check_score": 0.7},
+            "face_check_scale 2.2": {"face_check_scale": 2.2},
+            "blazeface_score 0.5 (continue below start)": {"blazeface_score": 0.5}}
+
+
+def scaled(clips: list[Clip], size: tuple[int, int]) -> list[Clip]:
+    """The clips scaled up to a webcam HD frame (range auto then runs short and full range both)."""
+    import cv2
+
+    out = []
+    for clip in clips:
+        sx, sy = size[0] / clip.frames[0].shape[1], size[1] / clip.frames[0].shape[0]
+        out.append(Clip(clip.set, clip.name, [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in clip.frames],
+                        [[(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in faces] for faces in clip.faces]))
+    return out
+
+
+def run(frames: int = 24, configs: dict[str, dict] | None = None, hd: tuple[int, int] | None = (1280, 960)) -> dict:
+    """The sweep on 640x480 footage; with `hd`, the checks off against the defaults on nobody's footage at that
+    size too."""
+    clips = footage(frames)
+    sets = dict.fromkeys(c.set for c in clips)
+    result = {"configs": compare(configs or sweep_configs(), clips),
+              "footage": {s: sum(len(c.frames) for c in clips if c.set == s) for s in sets}}
+    if hd:
+        nobody = scaled([c for c in clips if c.set == "nobody"], hd)
+        result["hd"] = {"frame": f"{hd[0]}x{hd[1]}",
+                        "configs": compare({"before (checks off)": BEFORE, "after (defaults)": {}}, nobody)}
+    return result
+
+
+def describe(result: dict) -> str:
+    lines = [f"footage (frames at 8 fps): {result['footage']}",
+             "config | false tracks per hour of nobody | precision | recall | per set: tracks (false) | portraits "
+             "with exactly one track | people lost against the first row | CPU ms per frame"]
+    for name, r in result["configs"].items():
+        sets = r["sets"]
+        per_set = ", ".join(f"{s} {v['tracks']} ({v['false_tracks']})" for s, v in sets.items())
+        portraits = sets.get("portraits", {})
+        lines.append(f"  {name} | {r['false_tracks_per_hour']:.0f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                     f"{per_set} | {portraits.get('clips_one_track', 0)} of {portraits.get('clips', 0)} | "
+                     f"{sum(r['lost'].values())} {list(r['lost'])[:3]} | {r['cpu_ms_per_frame']:.1f}")
+    if "hd" in result:
+        lines.append(f"nobody's footage at {result['hd']['frame']} (range auto: short and full range):")
+        lines += [f"  {name} | {r['false_tracks_per_hour']:.0f} false tracks per hour | {r['cpu_ms_per_frame']:.1f} ms"
+                  for name, r in result["hd"]["configs"].items()]
+    return "\n".join(lines)

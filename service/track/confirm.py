@@ -1,0 +1,79 @@
+"""Confirmation of new tracks: a track is a person only after its first frames say so.
+
+Every tracker (ByteTrack, IoU) runs inside with min_hits 1, so each candidate gets an id at once; this wrapper keeps
+a candidate hidden (no face out, no track_new, no windows, nothing in the live view or the prompts) until, over
+`min_hits` consecutive frames, it was seen every frame, at least one of its detections scored `start_score` (a
+track is born from a confident detection; weaker ones only continue it), and, when a face check is given, a crop
+around it looked like a face (mean score of `check` over those frames at least `check_score`). Once confirmed, it
+is a track until the inner tracker loses it; a candidate that never confirms ends silently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.detect.base import Detection
+from service.track.base import FaceTracker, TrackedFace, TrackUpdate
+
+
+@dataclass
+class _Candidate:
+    scores: deque = field(default_factory=deque)  # detector scores of its latest consecutive frames
+    checks: deque = field(default_factory=deque)  # face-check scores of the same frames
+    last_frame: int = -1
+
+
+class ConfirmingTracker(FaceTracker):
+    """`check(image, box) -> score` (e.g. service.detect.checks.FaceLikeCrop.score), or None for no face check."""
+
+    def __init__(self, inner: FaceTracker, min_hits: int = 3, start_score: float = 0.0, check=None,
+                 check_score: float = 0.0):
+        self.inner, self.min_hits, self.start_score = inner, max(1, min_hits), start_score
+        self.check, self.check_score = (check if check_score > 0 else None), check_score
+        self._candidates: dict[int, _Candidate] = {}
+        self._confirmed: set[int] = set()
+        self._frame = 0
+
+    def update(self, detections: list[Detection], image: np.ndarray | None = None) -> TrackUpdate:
+        if self.check is not None and image is None:
+            raise ValueError("the face check of new tracks needs the frame: update(detections, image)")
+        self._frame += 1
+        inner = self.inner.update(detections, image)
+        faces = []
+        for face in inner.faces:
+            if face.track_id in self._confirmed:
+                faces.append(TrackedFace(face.track_id, face.detection, is_new=False))
+            elif self._probation(face, image):
+                self._confirmed.add(face.track_id)
+                del self._candidates[face.track_id]
+                faces.append(TrackedFace(face.track_id, face.detection, is_new=True))
+        for track_id in inner.lost:
+            self._candidates.pop(track_id, None)
+        lost = [track_id for track_id in inner.lost if track_id in self._confirmed]
+        self._confirmed.difference_update(lost)
+        return TrackUpdate(faces=faces, lost=lost)
+
+    def _probation(self, face: TrackedFace, image: np.ndarray | None) -> bool:
+        """One more frame of a candidate; whether it is now confirmed."""
+        candidate = self._candidates.setdefault(face.track_id, _Candidate())
+        if candidate.last_frame != self._frame - 1:  # a gap: its count starts again (as SORT's min_hits)
+            candidate.scores.clear()
+            candidate.checks.clear()
+        candidate.last_frame = self._frame
+        candidate.scores.append(face.detection.score)
+        if self.check is not None:
+            candidate.checks.append(self.check(image, face.detection.box))
+        for kept in (candidate.scores, candidate.checks):
+            while len(kept) > max(1, self.min_hits - self.inner.id_lag):
+                kept.popleft()
+        return (len(candidate.scores) + self.inner.id_lag >= self.min_hits and max(candidate.scores) >= self.start_score
+                and (self.check is None or float(np.mean(candidate.checks)) >= self.check_score))
+
+    def flush(self) -> list[int]:
+        ids = [track_id for track_id in self.inner.flush() if track_id in self._confirmed]
+        self._candidates.clear()
+        self._confirmed.clear()
+        return ids
