@@ -119,6 +119,9 @@ class OUSFeatures:
 
 class OUS(MethodObjective, nn.Module):
     method = "ous"
+    # The validation loss is eq. 4's L_global on every batch: the objective's total switches to L_contrast per batch
+    # (alpha), which would make the plateau schedule and best.pt follow the switch rather than one steady loss.
+    validation_term = "L_global"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, prompt_length: int = 64,
                  tfe_blocks: int = 12, tfe_heads: int = 8, num_queries: int = 8, polarity_layers: int = 4,
