@@ -7,12 +7,13 @@ model that is not the one trained."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from service.bundle import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +162,3 @@ def build_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[st
         elif was != now:
             found.append(f"{key}: {was!r} at training, {now!r} now")
     return found
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.checkpoint import file_sha256
+from service.bundle import file_sha256
 
 log = logging.getLogger(__name__)
 

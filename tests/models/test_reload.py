@@ -77,7 +77,7 @@ def test_a_clip_file_of_unknown_origin_needs_the_activation_named(clip_file, mon
 def test_openais_released_files_are_recognised_by_sha256(clip_file, monkeypatch):
     import open_clip
 
-    from models.checkpoint import file_sha256
+    from service.bundle import file_sha256
 
     # the table holds the sha256s in the paths of OpenAI's download URLs as open_clip lists them
     for sha, name in clip_weights.OPENAI_SHA256.items():
