@@ -440,6 +440,32 @@ def create_backbone(name: str, checkpoint: str | Path | None = None, *, quick_ge
     return backbone
 
 
+class FrameEncoder(nn.Module):
+    """The per-frame half of a method whose frames pass the image encoder independently (`frame_split`, which
+    export writes as frame_encoder.onnx): frames [N, 3, H, W] -> features [N, F] by the method's `encode`."""
+
+    def __init__(self, model: nn.Module, encode: str):
+        super().__init__()
+        self.model, self.encode = model, encode
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():
+            return getattr(self.model, self.encode)(frames)
+
+
+class WindowHead(nn.Module):
+    """The per-window half (window_head.onnx): feature windows [B, T, F] (one per stream) -> logits, by the
+    method's `head`; head(encoder(frames)) == the method's forward."""
+
+    def __init__(self, model: nn.Module, head: str):
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():  # the text encoder runs here unless export baked its features
+            return getattr(self.model, self.head)(*features)
+
+
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     """Vaswani et al.'s fixed position encoding, [length, dim]."""
     position = torch.arange(length, dtype=torch.float32).unsqueeze(1)

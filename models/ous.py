@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
+from models.backbone import (CLIPBackbone, FrameEncoder, Prompts, TowerHooks, WindowHead, cosine_logits,
                              onnx_exportable_attention)
 from models.objectives import MethodObjective, class_probabilities, float32_math
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
@@ -190,10 +190,14 @@ class OUS(MethodObjective, nn.Module):
         with onnx_exportable_attention():
             return self.features(faces, scene).logits
 
+    def window_logits(self, face: torch.Tensor, scene: torch.Tensor) -> torch.Tensor:
+        """`frame_split`'s head: encoded face and scene windows [B, T, D+W] -> logits."""
+        return self.fuse(face, scene).logits
+
     def frame_split(self) -> tuple[nn.Module, nn.Module]:
         """(frame encoder [N,C,H,W] -> [N, D+W] for face and scene frames alike, window head (face [B,T,D+W],
         scene [B,T,D+W]) -> logits), with head(encoder(faces), encoder(scene)) == forward(faces, scene)."""
-        return _OUSFrameEncoder(self), _OUSWindowHead(self)
+        return FrameEncoder(self, "encode_frames"), WindowHead(self, "window_logits")
 
     def outputs(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> OUSFeatures:
         return self.features(faces, scene)
@@ -214,26 +218,6 @@ class OUS(MethodObjective, nn.Module):
             total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
         terms = {"L_similarity": similarity, "L_polarity": polarity, "L_contrast": contrastive, "L_global": total_all}
         return LossOutput(total, terms, out.logits)
-
-
-class _OUSFrameEncoder(nn.Module):
-    def __init__(self, ous: OUS):
-        super().__init__()
-        self.ous = ous
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():
-            return self.ous.encode_frames(frames)
-
-
-class _OUSWindowHead(nn.Module):
-    def __init__(self, ous: OUS):
-        super().__init__()
-        self.ous = ous
-
-    def forward(self, features: torch.Tensor, scene_features: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():
-            return self.ous.fuse(features, scene_features).logits
 
 
 @register_model
