@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CheckpointError, file_sha256, load_weights_only, numpy_array_globals
+from models.checkpoint import CheckpointError, load_weights_only, numpy_array_globals
 from models.text import DFER_CLIP_RELEASE_LABELS
-from service.bundle import TrainingInfo
+from service.bundle import TrainingInfo, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import torch
 
 from export.agreement import bundle_probabilities, compare, torch_probabilities
 from export.int8 import quantize_bundle
@@ -33,7 +34,28 @@ def training_info(meta: dict, checkpoint: Path) -> TrainingInfo:
     metrics = training.get("metrics") or {}
     return TrainingInfo(dataset=training.get("dataset"), fold=training.get("fold"), uar=metrics.get("uar"),
                         war=metrics.get("war"),
-                        source=f"{checkpoint.name} (sha256 {meta['sha256'][:16]}, epoch {training.get('epoch')})")
+                        source=f"{checkpoint.name} (sha256 {meta['sha256'][:16]}, epoch {training.get('epoch')})",
+                        activation=training.get("activation") or (meta.get("build") or {}).get("activation"))
+
+
+def trained_parity(bundle: ModelBundle, fingerprint: dict) -> ModelBundle:
+    """model.onnx on the checkpoint's fingerprint input against the logits the model gave at training time (not the
+    rebuilt model's): parity["trained"] in bundle.json; ParityError beyond the fingerprint's tolerance."""
+    from models.fingerprint import fingerprint_difference, fingerprint_inputs
+
+    session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
+    inputs = fingerprint_inputs(bundle.spec.model_dump() | {"needs_scene": bundle.spec.needs_scene})
+    (logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
+    diff, tolerance = fingerprint_difference(fingerprint, torch.from_numpy(logits))
+    if not diff <= tolerance:
+        shutil.rmtree(bundle.directory)
+        raise ParityError(f"model.onnx differs from the model as trained by {diff:.3g} (> {tolerance:.3g}) on the "
+                          "checkpoint's fingerprint input; bundle not written")
+    log.info("parity with the model as trained (checkpoint fingerprint): max abs diff %.3g", diff)
+    spec = bundle.spec.model_copy(update={"parity": bundle.spec.parity | {"trained": float(f"{diff:.3g}")}})
+    bundle = ModelBundle(bundle.directory, spec)
+    bundle.write_spec()
+    return bundle
 
 
 def fp16_graph(path: Path) -> None:
@@ -83,26 +105,30 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = 
     from models.checkpoint import load_model
 
     checkpoint = Path(checkpoint)
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(checkpoint, with_fingerprint=True)
     return export_trained_model(model, training_info(meta, checkpoint), out_dir, fp16=fp16, tensorrt=tensorrt,
                                 opset=opset, real_clip=real_clip, tolerance=tolerance, int8=int8,
                                 image_size=image_size, min_agreement=min_agreement,
-                                crop=meta.get("training", {}).get("crop"))
+                                crop=meta.get("training", {}).get("crop"), fingerprint=meta.get("fingerprint"))
 
 
 def export_trained_model(model, training: TrainingInfo, out_dir: str | Path, fp16: bool = False,
                          tensorrt: bool = False, opset: int = DEFAULT_OPSET, real_clip: Path | None = None,
                          tolerance: float = DEFAULT_TOLERANCE, int8: bool = False, image_size: int | None = None,
-                         min_agreement: float = MIN_AGREEMENT, crop: dict | None = None) -> ModelBundle:
+                         min_agreement: float = MIN_AGREEMENT, crop: dict | None = None,
+                         fingerprint: dict | None = None) -> ModelBundle:
     """export_checkpoint's body for a trained model already in memory (a models.train checkpoint, or released
     weights converted onto a registered model, export/dfer_clip_release.py), with its provenance. `crop` (margin,
     align): how the training face crops were made (models.prepare's crop.json, kept in the checkpoint); it is
-    declared in bundle.json so the service crops the same way, and the real parity windows are cut that way."""
+    declared in bundle.json so the service crops the same way, and the real parity windows are cut that way.
+    `fingerprint`: the checkpoint's (models/fingerprint.py); the fp32 graph is checked against it, so parity is
+    with the model as trained, not only as rebuilt (skipped when `image_size` changes the input)."""
     from models.registry import set_image_size
 
     if int8 and (fp16 or tensorrt):
         raise ValueError("--int8 is for CPUs; --fp16 and --tensorrt are for GPUs: choose one")
     model = model.eval()
+    trained_size = model.bundle_cfg["image_size"]
 
     def crop_spec() -> CropSpec | None:  # at the size and colour the graph takes (after --image-size)
         if crop is None:
@@ -125,6 +151,8 @@ def export_trained_model(model, training: TrainingInfo, out_dir: str | Path, fp1
     bundle = export_bundle(model, out_dir, training=training,
                            backbone=model.bundle_cfg.get("backbone"), real_inputs=real, opset=opset,
                            tolerance=tolerance, crop=crop_spec())
+    if fingerprint is not None and model.bundle_cfg["image_size"] == trained_size:
+        bundle = trained_parity(bundle, fingerprint)
     extra = {}
     if fp16:
         bundle = convert_fp16(bundle, model, real or random_inputs(model.bundle_cfg))

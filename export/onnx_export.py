@@ -21,6 +21,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from models.fingerprint import random_inputs
 from service.bundle import (MODEL_ONNX, BundleSpec, CropSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
                             file_sha256)
 
@@ -56,16 +57,6 @@ def baked_text_features(model: torch.nn.Module) -> Iterator[bool]:
         yield True
     finally:
         del model.text_features
-
-
-def random_inputs(cfg: dict, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Normalised random windows shaped as the model expects (faces, and scene where needed)."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (batch, cfg["num_frames"], cfg["channels"], cfg["image_size"], cfg["image_size"])
-    inputs = {"faces": torch.randn(shape, generator=gen)}
-    if cfg.get("needs_scene"):
-        inputs["scene"] = torch.randn(shape, generator=gen)
-    return inputs
 
 
 def torch_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:

@@ -27,8 +27,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-from open_clip.transformer import ResidualAttentionBlock, text_global_pool
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock, text_global_pool
 from torch import nn
+
+from models.clip_weights import Activation, resolve_activation
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,13 @@ class CheckpointNotFoundError(FileNotFoundError):
     pass
 
 
-def tiny_clip(embed_dim: int = 64, layers: int = 4) -> CLIP:
+def tiny_clip(embed_dim: int = 64, layers: int = 4, quick_gelu: bool = False) -> CLIP:
     """A few-layer, 64-wide CLIP that builds in milliseconds: for tests, never for results."""
     return CLIP(
         embed_dim=embed_dim,
         vision_cfg=CLIPVisionCfg(layers=layers, width=64, head_width=32, patch_size=16, image_size=64),
         text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=layers),
+        quick_gelu=quick_gelu,
     )
 
 
@@ -64,22 +67,24 @@ def _missing_checkpoint(name: str, checkpoint: str) -> CheckpointNotFoundError:
         f"never downloaded at run time: {how}. Use checkpoint=None for random weights (tests, FLOP counts).")
 
 
-def build_clip(name: str, checkpoint: str | Path | None = None, *, quick_gelu: bool | None = None) -> CLIP:
+def build_clip(name: str, checkpoint: str | Path | None = None, *, quick_gelu: bool | None = None,
+               clip_tag: str | None = None) -> CLIP:
     """open_clip CLIP `name` with weights from the local file `checkpoint` (None: random weights).
 
-    OpenAI's weights were trained with QuickGELU, which open_clip's plain ViT configs do not use; `quick_gelu=None`
-    turns it on when the checkpoint path says "openai" (as open_clip's own cache paths do)."""
+    OpenAI's weights were trained with QuickGELU, which open_clip's plain ViT configs do not use: `quick_gelu=None`
+    settles it from the file (models/clip_weights.py: OpenAI's released files by sha256, or open_clip's pretrained
+    `clip_tag`) and raises ActivationUnknownError for any other file."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise _missing_checkpoint(name, str(checkpoint))
+    if quick_gelu is None:
+        quick_gelu = resolve_activation(name, checkpoint, tag=clip_tag).quick_gelu
     if name == "tiny":
-        clip = tiny_clip()
+        clip = tiny_clip(quick_gelu=quick_gelu)
         if checkpoint is not None:
             open_clip.load_checkpoint(clip, str(checkpoint))
         return clip.eval()
-    if quick_gelu is None:
-        quick_gelu = checkpoint is not None and "openai" in str(checkpoint).lower()
     if checkpoint is None:
         log.warning("backbone %s built with random weights (checkpoint=None)", name)
     clip = open_clip.create_model(name, pretrained=str(checkpoint) if checkpoint else None,
@@ -260,8 +265,15 @@ class CLIPBackbone(nn.Module):
         self.clip = clip
         self.name = name
         self.adapters = nn.ModuleDict()  # key "visual.3.attn" -> module (ModuleDict keys may not contain '.')
+        # create_backbone replaces it with how the activation was decided
+        self.activation = Activation(self.quick_gelu, "as built")
 
     # -- shape facts
+    @property
+    def quick_gelu(self) -> bool:
+        """Whether the towers' MLPs run QuickGELU (read from the modules, not from how they were asked for)."""
+        return any(isinstance(m, QuickGELU) for m in self.clip.modules())
+
     @property
     def embed_dim(self) -> int:
         return self.clip.visual.output_dim
@@ -417,8 +429,41 @@ class CLIPBackbone(nn.Module):
         return self
 
 
-def create_backbone(name: str, checkpoint: str | Path | None = None, *, quick_gelu: bool | None = None) -> CLIPBackbone:
-    return CLIPBackbone(build_clip(name, checkpoint, quick_gelu=quick_gelu), name)
+def create_backbone(name: str, checkpoint: str | Path | None = None, *, quick_gelu: bool | None = None,
+                    clip_tag: str | None = None) -> CLIPBackbone:
+    """The backbone, with `activation` (QuickGELU or GELU, and how that was decided) logged and kept on it."""
+    activation = resolve_activation(name, checkpoint, quick_gelu=quick_gelu, tag=clip_tag)
+    if checkpoint is not None:
+        log.info("CLIP %s from %s: activation %s", name, checkpoint, activation.describe())
+    backbone = CLIPBackbone(build_clip(name, checkpoint, quick_gelu=activation.quick_gelu), name)
+    backbone.activation = activation
+    return backbone
+
+
+class FrameEncoder(nn.Module):
+    """The per-frame half of a method whose frames pass the image encoder independently (`frame_split`, which
+    export writes as frame_encoder.onnx): frames [N, 3, H, W] -> features [N, F] by the method's `encode`."""
+
+    def __init__(self, model: nn.Module, encode: str):
+        super().__init__()
+        self.model, self.encode = model, encode
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():
+            return getattr(self.model, self.encode)(frames)
+
+
+class WindowHead(nn.Module):
+    """The per-window half (window_head.onnx): feature windows [B, T, F] (one per stream) -> logits, by the
+    method's `head`; head(encoder(frames)) == the method's forward."""
+
+    def __init__(self, model: nn.Module, head: str):
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        with onnx_exportable_attention():  # the text encoder runs here unless export baked its features
+            return getattr(self.model, self.head)(*features)
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -444,6 +489,12 @@ def per_layer_token_hooks(placeholder: torch.Tensor, layers: int, write: Callabl
                       token_hooks={i: partial(write, i) for i in range(layers)}, num_frames=num_frames)
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """x / |x| over the last axis, computed in float32 and returned in x's dtype: in fp16 the sum of squares of a
+    512-wide feature overflows once its entries pass ~11, and normalize's eps (1e-12) is 0."""
+    return F.normalize(x.float(), dim=-1).to(x.dtype)
+
+
 def cosine_logits(features: torch.Tensor, class_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """scale * cos(features, class_features): CLIP's zero-shot classifier, [B, D] x [C, D] -> [B, C]."""
-    return scale * F.normalize(features, dim=-1) @ F.normalize(class_features, dim=-1).t()
+    return scale * unit(features) @ unit(class_features).t()

@@ -1,31 +1,60 @@
 """Trained-model checkpoints: what `models.train` writes and `models.evaluate`, `export` and the PyTorch backend
-read. A checkpoint holds how to rebuild the model (registry name and factory arguments), its full state dict, and
-its provenance (dataset, fold, epoch, metrics); a resumable one also holds optimizer, scheduler, scaler and RNG
-state."""
+read. A checkpoint holds how to rebuild the model (registry name and factory arguments, the activation included),
+its full state dict, its fingerprint (models/fingerprint.py) with the build facts that explain a mismatch (method
+config, bundle config, library versions), and its provenance (dataset, fold, epoch, metrics); a resumable one also
+holds optimizer, scheduler, scaler and RNG state. `load_model` rebuilds, recomputes the fingerprint and refuses a
+model that is not the one trained."""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-CHECKPOINT_FORMAT = 1
+from service.bundle import file_sha256
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 2  # 2: fingerprint, build facts and the activation in the factory
+READABLE_FORMATS = (1, 2)  # 1: no fingerprint; loaded with a warning that nothing proves the rebuild
 
 
 class CheckpointError(ValueError):
     pass
 
 
+def build_facts(model: torch.nn.Module) -> dict[str, Any]:
+    """What decides the rebuilt model's numbers beyond the factory: the method's config (models/configs, whose
+    defaults may change), its bundle config, its activation, and the library versions."""
+    import open_clip
+
+    from models.registry import CONFIG_DIR, load_config
+
+    cfg = model.bundle_cfg
+    backbone = getattr(model, "backbone", None)
+    activation = ("quick_gelu" if backbone.quick_gelu else "gelu") if hasattr(backbone, "quick_gelu") else None
+    method_config = (load_config(cfg["method"], cfg["backbone"]) if (CONFIG_DIR / f"{cfg['method']}.json").is_file()
+                     else None)
+    return {"config": method_config, "bundle_cfg": dict(cfg),
+            "activation": activation,
+            "versions": {"torch": str(torch.__version__), "open_clip": str(open_clip.__version__)}}
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, *, name: str, factory: dict[str, Any],
-                    training: dict[str, Any], resume: dict[str, Any] | None = None) -> Path:
-    """Write atomically (a crash mid-write never leaves a truncated last.pt behind)."""
+                    training: dict[str, Any], resume: dict[str, Any] | None = None,
+                    fingerprint: dict[str, Any] | None = None) -> Path:
+    """Write atomically (a crash mid-write never leaves a truncated last.pt behind). `fingerprint`: the model's, when
+    the caller already computed it for this state (last.pt and best.pt of one epoch share it)."""
+    from models.fingerprint import model_fingerprint
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = model.module if hasattr(model, "module") else model  # DDP wraps the model
     payload = {"format": CHECKPOINT_FORMAT, "model": name, "factory": factory, "training": training,
-               "state_dict": module.state_dict(), "resume": resume}
+               "state_dict": module.state_dict(), "resume": resume,
+               "fingerprint": fingerprint or model_fingerprint(module), "build": build_facts(module)}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -74,13 +103,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path} (write one with `python -m models.train ... --out RUN`;"
                               " RUN/best.pt and RUN/last.pt are checkpoints)")
     payload = load_weights_only(path, numpy_array_globals())
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "state_dict" not in payload:
-        raise CheckpointError(f"{path} is not a models.train checkpoint (format {CHECKPOINT_FORMAT})")
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS or "state_dict" not in payload:
+        formats = ", ".join(map(str, READABLE_FORMATS))
+        raise CheckpointError(f"{path} is not a models.train checkpoint (format {formats})")
     return payload
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The trained model in eval mode, and the checkpoint's metadata (without the tensors)."""
+def load_model(path: str | Path, with_fingerprint: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained model in eval mode, and the checkpoint's metadata (without the tensors; with the saved
+    fingerprint when asked). The rebuilt model must reproduce that fingerprint, else CheckpointError names what
+    differs."""
     from models.backbone import weights_loaded_next
     from models.registry import create_model
 
@@ -92,14 +124,41 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match model {payload['model']} {payload['factory']}: "
                               f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "resume")}
+    model.eval()
+    verify_fingerprint(path, model, payload)
+    leave_out = ("state_dict", "resume") if with_fingerprint else ("state_dict", "resume", "fingerprint")
+    meta = {k: v for k, v in payload.items() if k not in leave_out}
     meta["sha256"] = file_sha256(path)
-    return model.eval(), meta
+    return model, meta
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def verify_fingerprint(path: str | Path, model: torch.nn.Module, payload: dict[str, Any]) -> None:
+    from models.fingerprint import fingerprint_difference, model_fingerprint
+
+    saved = payload.get("fingerprint")
+    if saved is None:
+        log.warning("%s predates fingerprints (checkpoint format 1): nothing proves the rebuilt %s is the model as "
+                    "trained (its activation was not recorded either); retrain, or re-save it with this version",
+                    path, payload["model"])
+        return
+    diff, tolerance = fingerprint_difference(saved, model_fingerprint(model)["logits"])
+    if diff <= tolerance:
+        return
+    differences = build_differences(payload.get("build") or {}, build_facts(model))
+    raise CheckpointError(
+        f"{path}: the rebuilt {payload['model']} is not the model as trained: its logits on the fingerprint input "
+        f"differ from those saved at training time by {diff:.3g} (tolerance {tolerance:.3g}). "
+        + (f"What differs: {'; '.join(differences)}" if differences else
+           "Its config, activation and library versions are as saved: the code of the method changed"))
+
+
+def build_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'key: saved -> now' for every build fact that changed (nested dicts compared key by key)."""
+    found = []
+    for key in sorted(set(saved) | set(current)):
+        was, now = saved.get(key), current.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            found += [f"{key}.{d}" for d in build_differences(was, now)]
+        elif was != now:
+            found.append(f"{key}: {was!r} at training, {now!r} now")
+    return found

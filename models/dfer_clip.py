@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.backbone import CLIPBackbone, Prompts, TowerHooks, cosine_logits, onnx_exportable_attention
+from models.backbone import (CLIPBackbone, FrameEncoder, Prompts, TowerHooks, WindowHead, cosine_logits,
+                             onnx_exportable_attention)
 from models.objectives import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import DFER_CLIP_DESCRIPTORS, tokenize, with_placeholders
@@ -118,27 +119,7 @@ class DFERCLIP(CrossEntropyObjective, nn.Module):
     def frame_split(self) -> tuple[nn.Module, nn.Module]:
         """Frames pass the image encoder independently, so a frame shared by overlapping windows is encoded once:
         (frame encoder [N,3,H,W] -> [N,d], window head [B,T,d] -> logits), head(encoder) == forward."""
-        return _FrameEncoder(self), _WindowHead(self)
-
-
-class _FrameEncoder(nn.Module):
-    def __init__(self, model: DFERCLIP):
-        super().__init__()
-        self.model = model
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():
-            return self.model.frame_features(frames)
-
-
-class _WindowHead(nn.Module):
-    def __init__(self, model: DFERCLIP):
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():  # the text encoder runs here unless export baked its features
-            return self.model.classify(features)
+        return FrameEncoder(self, "frame_features"), WindowHead(self, "classify")
 
 
 @register_model

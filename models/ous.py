@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
+from models.backbone import (CLIPBackbone, FrameEncoder, Prompts, TowerHooks, WindowHead, cosine_logits,
                              onnx_exportable_attention)
-from models.objectives import class_probabilities
+from models.objectives import MethodObjective, class_probabilities, float32_math
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, POLARITIES, class_polarity, tokenize, with_placeholders
 
@@ -117,8 +117,11 @@ class OUSFeatures:
     polarity: torch.Tensor  # V_pol, [B, D]
 
 
-class OUS(nn.Module):
+class OUS(MethodObjective, nn.Module):
     method = "ous"
+    # The validation loss is eq. 4's L_global on every batch: the objective's total switches to L_contrast per batch
+    # (alpha), which would make the plateau schedule and best.pt follow the switch rather than one steady loss.
+    validation_term = "L_global"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, prompt_length: int = 64,
                  tfe_blocks: int = 12, tfe_heads: int = 8, num_queries: int = 8, polarity_layers: int = 4,
@@ -187,46 +190,34 @@ class OUS(nn.Module):
         with onnx_exportable_attention():
             return self.features(faces, scene).logits
 
+    def window_logits(self, face: torch.Tensor, scene: torch.Tensor) -> torch.Tensor:
+        """`frame_split`'s head: encoded face and scene windows [B, T, D+W] -> logits."""
+        return self.fuse(face, scene).logits
+
     def frame_split(self) -> tuple[nn.Module, nn.Module]:
         """(frame encoder [N,C,H,W] -> [N, D+W] for face and scene frames alike, window head (face [B,T,D+W],
         scene [B,T,D+W]) -> logits), with head(encoder(faces), encoder(scene)) == forward(faces, scene)."""
-        return _OUSFrameEncoder(self), _OUSWindowHead(self)
+        return FrameEncoder(self, "encode_frames"), WindowHead(self, "window_logits")
 
-    def loss(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
+    def outputs(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> OUSFeatures:
+        return self.features(faces, scene)
+
+    def objective(self, out: OUSFeatures, targets: torch.Tensor) -> LossOutput:
         """Eq. 4 (each term weighted as the recipe says) while the global loss exceeds alpha, the contrastive loss
         alone once it is below. `targets`: class indices or probabilities; the polarity target is the class
-        distribution summed per polarity (for a one-hot target, the class's polarity)."""
-        out = self.features(faces, scene)
-        probs = class_probabilities(targets, len(self.labels))
-        polarity_targets = probs @ F.one_hot(self.class_polarity, len(POLARITIES)).to(probs.dtype)
-        similarity = (1 - F.cosine_similarity(out.face, out.scene, dim=-1)).mean()  # eq. 2
-        polarity = F.cross_entropy(self.polarity_head(out.polarity), polarity_targets)  # eq. 1
-        contrastive = F.cross_entropy(out.logits, probs)  # output features against the class prompts
-        total_all = (self.similarity_weight * similarity + self.polarity_weight * polarity
-                     + self.contrastive_weight * contrastive)
-        total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
+        distribution summed per polarity (for a one-hot target, the class's polarity). In float32."""
+        polarity_logits = self.polarity_head(out.polarity)
+        with float32_math(out.logits):
+            probs = class_probabilities(targets, len(self.labels))
+            polarity_targets = probs @ F.one_hot(self.class_polarity, len(POLARITIES)).to(probs.dtype)
+            similarity = (1 - F.cosine_similarity(out.face.float(), out.scene.float(), dim=-1)).mean()  # eq. 2
+            polarity = F.cross_entropy(polarity_logits.float(), polarity_targets)  # eq. 1
+            contrastive = F.cross_entropy(out.logits.float(), probs)  # output features against the class prompts
+            total_all = (self.similarity_weight * similarity + self.polarity_weight * polarity
+                         + self.contrastive_weight * contrastive)
+            total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
         terms = {"L_similarity": similarity, "L_polarity": polarity, "L_contrast": contrastive, "L_global": total_all}
         return LossOutput(total, terms, out.logits)
-
-
-class _OUSFrameEncoder(nn.Module):
-    def __init__(self, ous: OUS):
-        super().__init__()
-        self.ous = ous
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():
-            return self.ous.encode_frames(frames)
-
-
-class _OUSWindowHead(nn.Module):
-    def __init__(self, ous: OUS):
-        super().__init__()
-        self.ous = ous
-
-    def forward(self, features: torch.Tensor, scene_features: torch.Tensor) -> torch.Tensor:
-        with onnx_exportable_attention():
-            return self.ous.fuse(features, scene_features).logits
 
 
 @register_model

@@ -89,7 +89,9 @@ class Recipe(_Strict):
     method: str
     backbone: str
     optimizer: Literal["sgd", "adam", "adamw"]
-    lr: float = Field(gt=0, lt=1)  # the rate of every trainable parameter no lr_groups entry claims
+    # The rate of every trainable parameter no lr_groups entry claims; None where the groups claim them all
+    # (PE-CLIP): a rate that reaches no parameter is refused when the optimiser is built (models/training/optim.py).
+    lr: float | None = Field(None, gt=0, lt=1)
     lr_groups: dict[str, LRGroup] = {}
     momentum: float | None = Field(None, ge=0, lt=1)  # sgd only
     betas: tuple[float, float] | None = None  # adam / adamw only
@@ -117,6 +119,9 @@ class Recipe(_Strict):
     loss: dict[str, Any] = {}
     validation: Validation | None = None
     select_by: Literal["test_uar", "test_war", "val_loss", "val_uar", "val_war"]
+    # Stop once an epoch's training accuracy (top-1 on its training batches) exceeds this share (OUS: "deemed
+    # overfitting if the training accuracy exceeded 80%"); None: no such rule.
+    stop_train_accuracy: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
@@ -127,7 +132,9 @@ class Recipe(_Strict):
         need((self.momentum is not None) == (self.optimizer == "sgd"), "momentum is given iff optimizer is sgd")
         need((self.betas is not None) == (self.optimizer != "sgd"), "betas are given iff optimizer is adam/adamw")
         need(self.min_lr is None or self.schedule == "cosine", "min_lr is the floor of a cosine schedule")
-        need(self.min_lr is None or self.min_lr < self.lr, "min_lr must be below lr")
+        need(self.lr is not None or bool(self.lr_groups), "lr is needed unless lr_groups give every rate")
+        need(not self.min_lr or self.lr is not None, "a min_lr above 0 is a floor relative to lr: give lr")
+        need(self.min_lr is None or self.lr is None or self.min_lr < self.lr, "min_lr must be below lr")
         stepped = self.schedule == "multistep"
         need((self.milestones is not None) == stepped and (self.gamma is not None) == stepped,
              "milestones and gamma are given iff schedule is multistep")
@@ -156,8 +163,9 @@ class Recipe(_Strict):
         return LOSS_CONSTANTS.get(self.method, NoLossConstants).model_validate(self.loss).model_dump()
 
     def group_lrs(self) -> dict[str, float]:
-        """Every named group's rate, `base` (= lr) for the parameters no group claims."""
-        return {"base": self.lr} | {name: group.lr for name, group in self.lr_groups.items()}
+        """Every named group's rate, `base` (= lr, where the recipe has one) for the parameters no group claims."""
+        base = {"base": self.lr} if self.lr is not None else {}
+        return base | {name: group.lr for name, group in self.lr_groups.items()}
 
 
 # ---- loading --------------------------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def build_clip_method(model_cls, name: str, backbone: str | None, num_classes: i
     cfg = load_config(name, backbone)
     dataset, labels = resolve_labels(dataset, num_classes, labels)
     quick_gelu = overrides.pop("quick_gelu", cfg.pop("quick_gelu", None))  # a config may fix it (DFER-CLIP)
-    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=quick_gelu)
+    clip = create_backbone(cfg.pop("backbone"), checkpoint, quick_gelu=quick_gelu,
+                           clip_tag=overrides.pop("clip_tag", None))
     if (image_size := overrides.pop("image_size", None)) is not None:  # train (or run) at another input size
         clip.set_image_size(image_size)
     return model_cls(clip, labels, dataset=dataset, **(cfg | overrides))

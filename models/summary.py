@@ -17,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.backbone import unfused_attention
+from models.clip_weights import ActivationUnknownError, add_activation_flags
 from models.registry import create_model
 
 
@@ -60,12 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("--backbone", default=None, help="ViT-B-32, ViT-B-16, ViT-L-14 or tiny")
     parser.add_argument("--checkpoint", default=None, help="local CLIP weights (default: random weights)")
+    add_activation_flags(parser)
     parser.add_argument("--dataset", default=None, help="dfew, ferv39k or mafw (default dfew)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = summarize(args.name, args.backbone, args.frames, args.checkpoint,
-                       **({"dataset": args.dataset} if args.dataset else {}))
+    activation = {k: v for k, v in (("quick_gelu", args.quick_gelu), ("clip_tag", args.clip_tag)) if v is not None}
+    try:
+        result = summarize(args.name, args.backbone, args.frames, args.checkpoint,
+                           **({"dataset": args.dataset} if args.dataset else {}), **activation)
+    except ActivationUnknownError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:

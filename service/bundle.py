@@ -62,6 +62,8 @@ class TrainingInfo(BaseModel):
     uar: float | None = Field(None, description="unweighted average recall, 0..1, where known")
     war: float | None = Field(None, description="weighted average recall (accuracy), 0..1, where known")
     source: str | None = Field(None, description="where the weights came from")
+    activation: str | None = Field(None, description="the CLIP towers' activation and how it was decided "
+                                                     "(quick_gelu or gelu), as trained")
     license: str | None = None
 
 

@@ -35,6 +35,9 @@ def test_every_method_exports_from_a_checkpoint_with_parity(tmp_path, name):
     assert spec.trained_on.dataset == "dfew" and spec.trained_on.fold == 1
     assert spec.trained_on.uar == 0.41 and spec.trained_on.war == 0.52 and "epoch 3" in spec.trained_on.source
     assert spec.parity["random"] < 1e-4 and spec.parity["real"] < 1e-4  # real: face windows of the sample clip
+    assert spec.parity["trained"] < 1e-4  # against the logits saved at training time, not the rebuilt model's
+    activation = None if name == "baseline" else "quick_gelu" if model.backbone.quick_gelu else "gelu"
+    assert spec.trained_on.activation == activation  # DFER-CLIP's config fixes QuickGELU, as its release runs
     assert spec.text_features == ("none" if name == "baseline" else "baked")
     engine = OnnxEngine(bundle)
     shape = (2, spec.num_frames, spec.image_size, spec.image_size, spec.channels)

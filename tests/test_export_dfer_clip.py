@@ -96,7 +96,7 @@ def test_cli_writes_a_standard_bundle_with_provenance(tiny_mafw):
     trained = spec.trained_on
     assert (trained.dataset, trained.fold) == ("mafw", 4)
     assert (trained.uar, trained.war) == (0.3989, 0.5255)  # the paper's MAFW 5-fold means
-    from models.checkpoint import file_sha256
+    from service.bundle import file_sha256
 
     assert file_sha256(path) in trained.source and "github.com/zengqunzhao/DFER-CLIP" in trained.source
     assert "MIT" in trained.license

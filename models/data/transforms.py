@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ClipAugmentation:
-    random_crop: bool = True  # random resized crop; False: resize and centre-crop as in testing
+    random_crop: bool = True  # random resized crop; False: the plain resize of testing
     crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of the random resized crop
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -56,7 +56,7 @@ def train_transform(image_size: int, augmentation: ClipAugmentation, mean: Seque
         steps: list = [v2.RandomResizedCrop(image_size, scale=augmentation.crop_scale, ratio=augmentation.crop_ratio,
                                             antialias=True)]
     else:
-        steps = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+        steps = [v2.Resize((image_size, image_size), antialias=True)]  # as in testing
     if augmentation.flip_p > 0:
         steps.append(v2.RandomHorizontalFlip(augmentation.flip_p))
     if any((augmentation.brightness, augmentation.contrast, augmentation.saturation, augmentation.hue)):
@@ -68,8 +68,10 @@ def train_transform(image_size: int, augmentation: ClipAugmentation, mean: Seque
 
 
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> ClipTransform:
-    """Resize the shorter side and centre-crop: the released face crops are square, so this is a plain resize."""
-    return ClipTransform(v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
+    """A plain resize to image_size x image_size, as DFER-CLIP's released test loader does
+    (`Resize(size=(image_size, image_size))`): a non-square crop is squashed, not cut (a centre crop would drop its
+    edges and give other numbers than the release's)."""
+    return ClipTransform(v2.Compose([v2.Resize((image_size, image_size), antialias=True),
                                      *_to_normalised_float(mean, std)]))
 
 
@@ -78,8 +80,7 @@ def scene_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
     run time, so nothing outside the frame's edges is cut away), normalised like the faces. No random crop or
     colour change of its own: in training the only augmentation it gets is the face clip's flip, which
     ClipDataset draws once and applies to both windows."""
-    return ClipTransform(v2.Compose([v2.Resize((image_size, image_size), antialias=True),
-                                     *_to_normalised_float(mean, std)]))
+    return eval_transform(image_size, mean, std)
 
 
 def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import read_checkpoint, save_checkpoint
+from models.fingerprint import model_fingerprint
 from models.training.distributed import rng_state, set_rng_state
 
 
@@ -34,6 +35,12 @@ class Selection:
         return False
 
 
+def activation_of(model) -> str | None:
+    """"quick_gelu (how it was decided)" for a CLIP method, None for a model without a CLIP backbone."""
+    activation = getattr(getattr(model, "backbone", None), "activation", None)
+    return activation.describe() if activation is not None else None
+
+
 def save_epoch(out: Path, training, *, dataset: str, fold: int | None, epoch: int, step: int, scaler,
                record: dict[str, Any], selection: Selection, is_best: bool,
                crop: dict[str, Any] | None = None) -> None:
@@ -41,15 +48,17 @@ def save_epoch(out: Path, training, *, dataset: str, fold: int | None, epoch: in
     were made (models.prepare's crop.json), which export declares in the bundle."""
     metrics = {k: record[k] for k in ("uar", "war", "val_loss", "val_uar", "val_war") if k in record}
     meta = {"dataset": dataset, "fold": fold, "epoch": epoch + 1, "recipe": training.recipe.model_dump(mode="json"),
-            "select_by": selection.metric, "metrics": metrics, "crop": crop}
+            "select_by": selection.metric, "metrics": metrics, "crop": crop,
+            "activation": activation_of(training.model)}
     resume = {"optimizer": training.optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
               "step": step, "best": selection.best, "rng": rng_state(),
               "plateau": training.plateau.state() if training.plateau else None}
+    fingerprint = model_fingerprint(training.model)  # one forward for both files
     save_checkpoint(out / "last.pt", training.model, name=training.method, factory=training.factory,
-                    training=meta, resume=resume)
+                    training=meta, resume=resume, fingerprint=fingerprint)
     if is_best:
         save_checkpoint(out / "best.pt", training.model, name=training.method, factory=training.factory,
-                        training=meta)
+                        training=meta, fingerprint=fingerprint)
 
 
 def resume(out: Path, training, scaler, selection: Selection) -> tuple[int, int]:

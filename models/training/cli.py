@@ -11,10 +11,13 @@ from pathlib import Path
 
 import torch
 
+from models.clip_weights import add_activation_flags
+
 USAGE = """Train a DFER method on DFEW, FERV39k or MAFW, on one device or many (torchrun).
 
     python -m models.train --model duse --backbone ViT-B-16 --dataset dfew --fold 1 --data /data/DFEW \\
-        --out runs/duse-b16-dfew1 [--recipe my_recipe.json] [--epochs E] [--clip-checkpoint PATH] [--resume]
+        --out runs/duse-b16-dfew1 [--recipe my_recipe.json] [--epochs E] [--resume] \\
+        [--clip-checkpoint PATH [--quick-gelu | --no-quick-gelu | --clip-tag TAG]]
     torchrun --nproc-per-node 4 -m models.train ...          # DDP: NCCL on GPUs, gloo on CPUs
 
 Everything the paper fixes comes from the recipe (models/configs/train/<method>.json, or --recipe FILE in the same
@@ -22,7 +25,9 @@ schema, docs/TRAINING_RECIPES.md): frames, input size, augmentation, mixing, los
 schedule, optimiser and learning-rate groups, validation split and checkpoint selection. The run directory gets
 last.pt (every epoch, resumable), best.pt (best by the recipe's select_by), metrics.jsonl (per epoch: loss and each
 loss term, every group's learning rate, validation and test metrics), TensorBoard logs (tb/) and the resolved recipe
-(recipe.json). `--backbone tiny` trains a tiny config on a CPU.
+(recipe.json). `--backbone tiny` trains a tiny config on a CPU. OpenAI's released CLIP files are recognised by
+sha256 and get QuickGELU; any other CLIP file needs --quick-gelu, --no-quick-gelu or --clip-tag (exit code 2
+otherwise): the activation is never guessed.
 """
 
 
@@ -44,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "recipe's (px, a multiple of the patch size; position embeddings interpolated): a cheaper "
                         "model to run on a CPU")
     parser.add_argument("--clip-checkpoint", type=Path, help="local CLIP weights (open_clip .pt/.bin/.safetensors)")
+    add_activation_flags(parser)
     parser.add_argument("--epochs", type=int, help="override the recipe's")
     parser.add_argument("--batch-size", type=int, help="total over all processes (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="override the recipe's base rate")

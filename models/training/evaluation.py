@@ -33,8 +33,10 @@ def predict(model, loader, device: str, ddp: Dist, progress: bool) -> tuple[np.n
 @torch.no_grad()
 def validate(training, loader, device: str, ddp: Dist, autocast, progress: bool) -> dict[str, Any]:
     """The objective (with the recipe's label smoothing, no mixing) and UAR/WAR on the validation split:
-    {"val_loss", "val_uar", "val_war"}, over every rank's share."""
+    {"val_loss", "val_uar", "val_war"}, over every rank's share. A model naming a `validation_term` (OUS) is
+    validated on that term of its objective rather than on the total."""
     training.model.eval()
+    term = getattr(training.model, "validation_term", None)
     total, count, targets, predictions = 0.0, 0, [], []
     for batch in tqdm(loader, desc="validation", leave=False, disable=not progress):
         faces, labels, scene = unpack(batch)
@@ -42,8 +44,8 @@ def validate(training, loader, device: str, ddp: Dist, autocast, progress: bool)
         scene = scene.to(device, non_blocking=True) if scene is not None else None
         _, probabilities, _ = training.targets(faces, labels, kind="none")
         with autocast():
-            loss, _, logits = training.objective(faces, probabilities, scene)
-        total += float(loss) * len(labels)
+            loss, terms, logits = training.objective(faces, probabilities, scene)
+        total += float(terms[term] if term else loss) * len(labels)
         count += len(labels)
         targets.append(labels.cpu().numpy())
         predictions.append(logits.argmax(1).cpu().numpy())

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from models.metrics import summarise
 from models.recipes import load_recipe
-from models.training.checkpoints import Selection, resume, save_epoch
+from models.training.checkpoints import Selection, activation_of, resume, save_epoch
 from models.training.data import build_loaders, unpack
 from models.training.distributed import finish, init_distributed, process_device, seed_everything
 from models.training.evaluation import predict, validate
@@ -29,15 +29,21 @@ log = logging.getLogger("models.train")
 class EpochStats:
     losses: list[float] = field(default_factory=list)
     terms: dict[str, list[float]] = field(default_factory=dict)
+    correct: int = 0  # top-1 hits on the training batches (against the clips' own labels)
+    seen: int = 0
 
-    def add(self, loss: float, terms: dict[str, torch.Tensor]) -> None:
+    def add(self, loss: float, terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> None:
         self.losses.append(loss)
         for name, value in terms.items():
             self.terms.setdefault(name, []).append(float(value))
+        self.correct += int((logits.detach().argmax(1) == labels).sum())
+        self.seen += len(labels)
 
-    def means(self) -> dict[str, Any]:
+    def means(self, ddp) -> dict[str, Any]:
+        correct, seen = (sum(n) for n in zip(*ddp.gather((self.correct, self.seen))))
         return {"loss": float(np.mean(self.losses)) if self.losses else None,
-                "loss_terms": {name: float(np.mean(values)) for name, values in self.terms.items()}}
+                "loss_terms": {name: float(np.mean(values)) for name, values in self.terms.items()},
+                "train_acc": correct / seen if seen else None}
 
 
 @dataclass
@@ -75,7 +81,7 @@ def train_one_epoch(run: Run, loader, epoch: int, rng: np.random.Generator) -> E
         context = run.wrapped.no_sync() if run.ddp.world > 1 and not sync else nullcontext()
         faces, targets, _ = training.targets(faces, labels, rng)
         with context, run.autocast():
-            loss, terms, _ = run.wrapped(faces, targets, scene)
+            loss, terms, logits = run.wrapped(faces, targets, scene)
         with context:
             run.scaler.scale(loss / args.accumulate).backward()
         if sync:
@@ -84,7 +90,7 @@ def train_one_epoch(run: Run, loader, epoch: int, rng: np.random.Generator) -> E
             run.scaler.update()
             training.optimizer.zero_grad(set_to_none=True)
             run.step += 1
-        stats.add(float(loss.detach()), terms)
+        stats.add(float(loss.detach()), terms, logits, labels)
         bar.set_postfix(loss=f"{stats.losses[-1]:.3f}")
         if run.writer and sync:
             run.writer.add_scalar("train/loss", stats.losses[-1], run.step)
@@ -124,8 +130,11 @@ def set_up(args) -> tuple[Run, Any, Selection, int]:
     recipe = load_recipe(args.model, args.dataset, {"epochs": args.epochs, "batch_size": args.batch_size,
                                                     "lr": args.lr, "backbone": args.backbone}, path=args.recipe)
     training = build_training(args.model, recipe, dataset=args.dataset, image_size=args.image_size,
-                              clip_checkpoint=args.clip_checkpoint, device=device)
+                              clip_checkpoint=args.clip_checkpoint, quick_gelu=args.quick_gelu,
+                              clip_tag=args.clip_tag, device=device)
     recipe = training.recipe
+    if ddp.main and (activation := activation_of(training.model)):
+        log.info("activation: %s", activation)
     loaders = build_loaders(args, recipe, training.model.bundle_cfg, ddp)
     use_amp = device.startswith("cuda") and recipe.amp and not args.no_amp
     wrapped = training.objective
@@ -147,10 +156,23 @@ def set_up(args) -> tuple[Run, Any, Selection, int]:
 
         args.out.mkdir(parents=True, exist_ok=True)
         resolved = recipe.model_dump(mode="json", by_alias=True) | {
-            "factory": training.factory, "world": ddp.world, "split_sizes": loaders.sizes}
+            "factory": training.factory, "activation": activation_of(training.model), "world": ddp.world,
+            "split_sizes": loaders.sizes}
         (args.out / "recipe.json").write_text(json.dumps(resolved, indent=2))
         run.writer = SummaryWriter(str(args.out / "tb"))
     return run, loaders, selection, start
+
+
+def overfitted(record: dict[str, Any], recipe) -> bool:
+    """The recipe's stop rule on training accuracy (OUS: above 80 %) holds for this epoch's record."""
+    accuracy = record.get("train_acc")
+    return recipe.stop_train_accuracy is not None and accuracy is not None and accuracy > recipe.stop_train_accuracy
+
+
+def last_record(out) -> dict[str, Any]:
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def run(args) -> dict[str, Any]:
@@ -161,6 +183,10 @@ def run(args) -> dict[str, Any]:
         log.info("the resumed run had already stopped (learning rate below %g): nothing to train",
                  training.plateau.stop_lr)
         start = recipe.epochs
+    if start and overfitted(last_record(args.out), recipe):
+        log.info("the resumed run had already stopped (training accuracy above %g): nothing to train",
+                 recipe.stop_train_accuracy)
+        start = recipe.epochs
     for epoch in range(start, recipe.epochs):
         if loaders.train_sampler is not None:
             loaders.train_sampler.set_epoch(epoch)
@@ -168,7 +194,7 @@ def run(args) -> dict[str, Any]:
         rng = np.random.default_rng((args.seed, ddp.rank, epoch))
         started = time.perf_counter()
         stats = train_one_epoch(run_, loaders.train, epoch, rng)
-        record = {"epoch": epoch + 1, **stats.means(), "lr": training.lrs()}
+        record = {"epoch": epoch + 1, **stats.means(ddp), "lr": training.lrs()}
         if loaders.validation is not None:
             record |= validate(training, loaders.validation, run_.device, ddp, run_.autocast, run_.progress)
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == recipe.epochs:
@@ -186,6 +212,10 @@ def run(args) -> dict[str, Any]:
             write_epoch(run_, record)
         if training.plateau is not None and training.plateau.exhausted(recipe):
             log.info("learning rate fell below %g: stopping (plateau schedule)", training.plateau.stop_lr)
+            break
+        if overfitted(record, recipe):
+            log.info("training accuracy %.3f exceeds %g: stopping (the recipe's overfitting rule)",
+                     record["train_acc"], recipe.stop_train_accuracy)
             break
     if run_.writer:
         run_.writer.close()

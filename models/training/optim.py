@@ -20,7 +20,8 @@ def group_of(name: str, recipe: Recipe) -> str:
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """One optimiser parameter group per (named group, decayed or not); each carries its `name` and `initial_lr`
     (the recipe's rate, which the schedule multiplies). A named group that matches no trainable parameter is an
-    error: a misspelt pattern would otherwise train those parameters at the base rate."""
+    error (a misspelt pattern would otherwise train those parameters at the base rate), and so is a base rate that
+    reaches no parameter (a recipe's or --lr's rate that would change nothing)."""
     rates = recipe.group_lrs()
     members: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -30,7 +31,17 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
         members.setdefault((group_of(name, recipe), decayed), []).append(param)
     if not members:
         raise ValueError("the model has no trainable parameters")
-    unmatched = set(recipe.lr_groups) - {group for group, _ in members}
+    claimed = {group for group, _ in members}
+    if "base" in claimed and recipe.lr is None:
+        unclaimed = [n for n, p in model.named_parameters() if p.requires_grad and group_of(n, recipe) == "base"]
+        raise ValueError(f"the recipe has no base lr, but {len(unclaimed)} trainable parameters of {recipe.method} "
+                         f"match no lr_groups entry (e.g. {unclaimed[0]!r}): give lr, or a group for them")
+    if "base" not in claimed and recipe.lr is not None:
+        # e.g. PE-CLIP: adapters and prompts have their own rates, so a base rate (or --lr) would change nothing
+        raise ValueError(f"the base lr {recipe.lr:g} reaches no parameter of {recipe.method}: every trainable "
+                         f"parameter is in lr_groups {', '.join(recipe.lr_groups)}. Drop lr (and --lr), or set "
+                         "the groups' rates")
+    unmatched = set(recipe.lr_groups) - claimed
     if unmatched:
         raise ValueError(f"lr_groups {', '.join(sorted(unmatched))} match no trainable parameter of "
                          f"{recipe.method} (patterns are fnmatch globs on names such as "
@@ -39,9 +50,9 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
                "weight_decay": recipe.weight_decay if decayed else 0.0}
               for (group, decayed), params in members.items()]
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=recipe.momentum)  # every group has its lr
     optimizer = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-    return optimizer(groups, lr=recipe.lr, betas=recipe.betas)
+    return optimizer(groups, lr=groups[0]["lr"], betas=recipe.betas)
 
 
 def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:

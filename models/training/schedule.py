@@ -18,7 +18,7 @@ def lr_factor(step: int, steps_per_epoch: int, recipe: Recipe) -> float:
     if recipe.schedule == "cosine":
         total = max(recipe.epochs - warmup, 1e-9)
         progress = min(1.0, (epoch - warmup) / total)
-        floor = (recipe.min_lr or 0.0) / recipe.lr  # cosine down to min_lr, not to zero
+        floor = (recipe.min_lr / recipe.lr) if recipe.min_lr else 0.0  # cosine down to min_lr, not to zero
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     if recipe.schedule == "multistep":
         return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)

@@ -57,12 +57,15 @@ class Training:
 
 
 def model_factory(method: str, recipe: Recipe, *, dataset: str | None = "dfew", image_size: int | None = None,
-                  clip_checkpoint: str | Path | None = None) -> dict[str, Any]:
+                  clip_checkpoint: str | Path | None = None, quick_gelu: bool | None = None,
+                  clip_tag: str | None = None) -> dict[str, Any]:
     """create_model keyword arguments for the recipe: its backbone, frame count, input size and loss constants
-    (which DK-CLIP's NRM threshold and OUS's switch need at build time)."""
+    (which DK-CLIP's NRM threshold and OUS's switch need at build time), and how the CLIP file's activation is
+    settled (models/clip_weights.py)."""
     factory: dict[str, Any] = {"dataset": dataset, "num_frames": recipe.num_frames, **recipe.loss_constants()}
     if recipe.backbone != "mini-xception":
         factory |= {"backbone": recipe.backbone, "image_size": image_size or recipe.image_size}
+        factory |= {k: v for k, v in (("quick_gelu", quick_gelu), ("clip_tag", clip_tag)) if v is not None}
     elif (image_size or recipe.image_size) != 64:
         raise ValueError("the baseline (mini-xception) reads 64 x 64 grey frames: image_size must be 64")
     if clip_checkpoint is not None:
@@ -72,11 +75,13 @@ def model_factory(method: str, recipe: Recipe, *, dataset: str | None = "dfew", 
 
 def build_training(method: str, recipe: Recipe, *, backbone: str | None = None, dataset: str | None = "dfew",
                    image_size: int | None = None, clip_checkpoint: str | Path | None = None,
+                   quick_gelu: bool | None = None, clip_tag: str | None = None,
                    device: str | torch.device = "cpu") -> Training:
     """The model, optimiser and objective that `python -m models.train` trains, for one recipe.
 
     `backbone` overrides the recipe's (e.g. "tiny" in tests and benches), `image_size` its input size, and
-    `clip_checkpoint` gives local CLIP weights (None: random). The model is built for the recipe's frame count,
+    `clip_checkpoint` gives local CLIP weights (None: random); `quick_gelu` / `clip_tag` settle their activation
+    where the file is not one of OpenAI's (models/clip_weights.py). The model is built for the recipe's frame count,
     input size and loss constants; the optimiser has one group per named `lr_groups` entry (plus `base`), each at
     the recipe's rate; the objective applies the recipe's label smoothing. Raises ValueError for a recipe the
     method cannot train (mixing a scene-aware model, lr_groups that match nothing)."""
@@ -84,9 +89,14 @@ def build_training(method: str, recipe: Recipe, *, backbone: str | None = None, 
 
     if backbone is not None and backbone != recipe.backbone:
         recipe = recipe.model_copy(update={"backbone": backbone})
-    factory = model_factory(method, recipe, dataset=dataset, image_size=image_size, clip_checkpoint=clip_checkpoint)
+    factory = model_factory(method, recipe, dataset=dataset, image_size=image_size, clip_checkpoint=clip_checkpoint,
+                            quick_gelu=quick_gelu, clip_tag=clip_tag)
     model = create_model(method, **factory).to(device)
-    factory.pop("checkpoint", None)  # a saved state dict replaces the CLIP file when a checkpoint is loaded
+    # A saved state dict replaces the CLIP file when a checkpoint is loaded; the activation the file settled stays.
+    factory.pop("checkpoint", None)
+    factory.pop("clip_tag", None)
+    if hasattr(model, "backbone"):
+        factory["quick_gelu"] = model.backbone.quick_gelu
     mixing = mixing_from_recipe(recipe)
     if mixing is not None and model.bundle_cfg.get("needs_scene"):
         # mixup/FMix of the faces alone would pair a blended face with one clip's scene
