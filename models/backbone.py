@@ -444,6 +444,12 @@ def per_layer_token_hooks(placeholder: torch.Tensor, layers: int, write: Callabl
                       token_hooks={i: partial(write, i) for i in range(layers)}, num_frames=num_frames)
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """x / |x| over the last axis, computed in float32 and returned in x's dtype: in fp16 the sum of squares of a
+    512-wide feature overflows once its entries pass ~11, and normalize's eps (1e-12) is 0."""
+    return F.normalize(x.float(), dim=-1).to(x.dtype)
+
+
 def cosine_logits(features: torch.Tensor, class_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """scale * cos(features, class_features): CLIP's zero-shot classifier, [B, D] x [C, D] -> [B, C]."""
-    return scale * F.normalize(features, dim=-1) @ F.normalize(class_features, dim=-1).t()
+    return scale * unit(features) @ unit(class_features).t()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
+from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, unit
 from models.objectives import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, tokenize
@@ -188,7 +188,7 @@ class CLIPGuidedDFER(CrossEntropyObjective, nn.Module):
         with onnx_exportable_attention():
             video = self.msta(self.frame_features(faces))  # V (eq. 8)
             text, video = self.biehpro(self.text_features(), video)  # K_hat [B, C, d], V_hat [B, d] (eq. 11)
-            sim = torch.einsum("bd,bcd->bc", F.normalize(video, dim=-1), F.normalize(text, dim=-1))
+            sim = torch.einsum("bd,bcd->bc", unit(video), unit(text))
             return self.backbone.logit_scale() * sim  # sim / tau (eq. 12)
 
 

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks
+from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, unit
 from models.clip_guided import FeedForward
-from models.objectives import soft_nll
+from models.objectives import MethodObjective, float32_math, soft_nll
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import dk_clip_prompt, tokenize
 
@@ -98,7 +98,7 @@ class CrossModalAttention(nn.Module):
 def snippet_scores(snippets: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
     """NRM's a* [B, N]: cosine of each snippet feature with the video feature, min-max normalised over the snippets,
     then a softmax over them (the authors' `normalize`; the paper only says "normalized")."""
-    a = torch.einsum("bnd,bd->bn", F.normalize(snippets, dim=-1), F.normalize(video, dim=-1))
+    a = torch.einsum("bnd,bd->bn", unit(snippets), unit(video))
     low, high = a.amin(dim=1, keepdim=True), a.amax(dim=1, keepdim=True)
     return ((a - low) / (high - low).clamp_min(1e-6)).softmax(dim=1)
 
@@ -111,7 +111,7 @@ class DKCLIPOutput:
     keep: torch.Tensor  # 1 for snippets the NRM keeps, 0 for erased ones, [B, N]
 
 
-class DKCLIP(nn.Module):
+class DKCLIP(MethodObjective, nn.Module):
     method = "dk_clip"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, snippets: int = 4, theta: float = 0.15,
@@ -165,29 +165,34 @@ class DKCLIP(nn.Module):
         frame_keep = keep.unsqueeze(2).expand(-1, -1, self.snippet_len).reshape(-1, self.num_frames, 1, 1)
         z_bar = (patches * frame_keep).sum(dim=1) / frame_keep.sum(dim=1).clamp_min(1.0)
         text = self.cmam(self.text_features(), z_bar)  # c_hat [B, C, d] (eq. 8)
-        text = F.normalize(text, dim=-1)
+        text = unit(text)
         scale = self.backbone.logit_scale()
-        logits = scale * torch.einsum("bd,bcd->bc", F.normalize(video, dim=-1), text)  # eq. 1
-        local = scale * torch.einsum("bnd,bcd->bnc", F.normalize(snippets, dim=-1), text)
+        logits = scale * torch.einsum("bd,bcd->bc", unit(video), text)  # eq. 1
+        local = scale * torch.einsum("bnd,bcd->bnc", unit(snippets), text)
         return DKCLIPOutput(logits, local, scores, keep)
 
     def forward(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
         with onnx_exportable_attention():
             return self.features(faces).logits
 
-    def loss(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
+    def outputs(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> DKCLIPOutput:
+        return self.features(faces)
+
+    def objective(self, out: DKCLIPOutput, targets: torch.Tensor) -> LossOutput:
         """Eq. 11: L = L_g + lambda (L_l + L_k). p_l (eq. 10) fuses the kept snippets' predictions with weights
         a* renormalised over them; L_k = KL(p_g || p_l). `targets`: class indices or probabilities (mixed and
-        smoothed, as the authors' code feeds every term); L_g and L_l read them, L_k needs no labels."""
-        out = self.features(faces)
-        global_ce = F.cross_entropy(out.logits, targets)
-        weights = out.scores * out.keep
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        p_local = torch.einsum("bn,bnc->bc", weights, out.local_logits.softmax(dim=-1))
-        log_local = p_local.clamp_min(1e-8).log()
-        local_ce = soft_nll(log_local, targets)
-        kl = F.kl_div(log_local, out.logits.log_softmax(dim=-1), log_target=True, reduction="batchmean")
-        total = global_ce + self.lam * (local_ce + kl)
+        smoothed, as the authors' code feeds every term); L_g and L_l read them, L_k needs no labels. In float32:
+        under fp16 the 1e-8 floor of p_l is 0, and with smoothed targets L_l and L_k were inf."""
+        with float32_math(out.logits):
+            logits, local_logits = out.logits.float(), out.local_logits.float()
+            global_ce = F.cross_entropy(logits, targets if targets.dim() == 1 else targets.float())
+            weights = out.scores.float() * out.keep.float()
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+            p_local = torch.einsum("bn,bnc->bc", weights, local_logits.softmax(dim=-1))
+            log_local = p_local.clamp_min(1e-8).log()
+            local_ce = soft_nll(log_local, targets)
+            kl = F.kl_div(log_local, logits.log_softmax(dim=-1), log_target=True, reduction="batchmean")
+            total = global_ce + self.lam * (local_ce + kl)
         terms = {"L_g": global_ce, "L_l": local_ce, "L_k": kl}
         return LossOutput(total, terms, out.logits)
 

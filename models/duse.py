@@ -12,11 +12,10 @@ encoders stay frozen. Choices where the paper is silent are listed in docs/MODEL
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
-                             onnx_exportable_attention, sinusoidal_positions)
+from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits, onnx_exportable_attention,
+                             sinusoidal_positions, unit)
 from models.objectives import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import described_class, tokenize, with_placeholders
@@ -112,7 +111,7 @@ class SemanticAggregation(nn.Module):
         b, c, d = video.shape[0], text.shape[0], video.shape[-1]
         v = self.to_heads(video).view(b, self.heads, d)  # [B, N, d]
         t = self.to_heads(text).view(c, self.heads, d).transpose(0, 1)  # [N, C, d]
-        sim = torch.einsum("bnd,ncd->bnc", F.normalize(v, dim=-1), F.normalize(t, dim=-1))
+        sim = torch.einsum("bnd,ncd->bnc", unit(v), unit(t))
         semantic = torch.einsum("bnc,ncd->bnd", sim.softmax(dim=-1), t)
         return (self.beta * v + (1 - self.beta) * semantic).mean(dim=1)
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
-from models.objectives import class_probabilities
+from models.objectives import MethodObjective, class_probabilities, float32_math
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, POLARITIES, class_polarity, tokenize, with_placeholders
 
@@ -117,7 +117,7 @@ class OUSFeatures:
     polarity: torch.Tensor  # V_pol, [B, D]
 
 
-class OUS(nn.Module):
+class OUS(MethodObjective, nn.Module):
     method = "ous"
 
     def __init__(self, backbone: CLIPBackbone, labels: tuple[str, ...], *, prompt_length: int = 64,
@@ -192,19 +192,23 @@ class OUS(nn.Module):
         scene [B,T,D+W]) -> logits), with head(encoder(faces), encoder(scene)) == forward(faces, scene)."""
         return _OUSFrameEncoder(self), _OUSWindowHead(self)
 
-    def loss(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None) -> LossOutput:
+    def outputs(self, faces: torch.Tensor, scene: torch.Tensor | None = None) -> OUSFeatures:
+        return self.features(faces, scene)
+
+    def objective(self, out: OUSFeatures, targets: torch.Tensor) -> LossOutput:
         """Eq. 4 (each term weighted as the recipe says) while the global loss exceeds alpha, the contrastive loss
         alone once it is below. `targets`: class indices or probabilities; the polarity target is the class
-        distribution summed per polarity (for a one-hot target, the class's polarity)."""
-        out = self.features(faces, scene)
-        probs = class_probabilities(targets, len(self.labels))
-        polarity_targets = probs @ F.one_hot(self.class_polarity, len(POLARITIES)).to(probs.dtype)
-        similarity = (1 - F.cosine_similarity(out.face, out.scene, dim=-1)).mean()  # eq. 2
-        polarity = F.cross_entropy(self.polarity_head(out.polarity), polarity_targets)  # eq. 1
-        contrastive = F.cross_entropy(out.logits, probs)  # output features against the class prompts
-        total_all = (self.similarity_weight * similarity + self.polarity_weight * polarity
-                     + self.contrastive_weight * contrastive)
-        total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
+        distribution summed per polarity (for a one-hot target, the class's polarity). In float32."""
+        polarity_logits = self.polarity_head(out.polarity)
+        with float32_math(out.logits):
+            probs = class_probabilities(targets, len(self.labels))
+            polarity_targets = probs @ F.one_hot(self.class_polarity, len(POLARITIES)).to(probs.dtype)
+            similarity = (1 - F.cosine_similarity(out.face.float(), out.scene.float(), dim=-1)).mean()  # eq. 2
+            polarity = F.cross_entropy(polarity_logits.float(), polarity_targets)  # eq. 1
+            contrastive = F.cross_entropy(out.logits.float(), probs)  # output features against the class prompts
+            total_all = (self.similarity_weight * similarity + self.polarity_weight * polarity
+                         + self.contrastive_weight * contrastive)
+            total = torch.where(total_all.detach() > self.alpha, total_all, contrastive)  # no host sync
         terms = {"L_similarity": similarity, "L_polarity": polarity, "L_contrast": contrastive, "L_global": total_all}
         return LossOutput(total, terms, out.logits)
 

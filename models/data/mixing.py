@@ -67,7 +67,7 @@ def mixup(faces: torch.Tensor, targets: torch.Tensor, alpha: float,
           rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     rng = rng if rng is not None else np.random.default_rng()
     lam = float(rng.beta(alpha, alpha))
-    partner = torch.from_numpy(rng.permutation(faces.shape[0]))
+    partner = torch.from_numpy(rng.permutation(faces.shape[0])).to(faces.device)
     return lam * faces + (1 - lam) * faces[partner], lam * targets + (1 - lam) * targets[partner]
 
 
@@ -93,9 +93,11 @@ def fmix(faces: torch.Tensor, targets: torch.Tensor, alpha: float, decay_power: 
     rng = rng if rng is not None else np.random.default_rng()
     lam = float(rng.beta(alpha, alpha))
     height, width = faces.shape[-2:]
-    mask = torch.from_numpy(fmix_mask(height, width, lam, decay_power, rng)).to(faces.dtype)
-    partner = torch.from_numpy(rng.permutation(faces.shape[0]))
-    share = float(mask.mean())  # the share actually taken from each clip itself (lam, up to rounding)
+    host_mask = fmix_mask(height, width, lam, decay_power, rng)
+    share = float(host_mask.mean())  # the share actually taken from each clip itself (lam, up to rounding)
+    # Drawn with numpy on the host, the mask goes to the frames' device (a CPU mask times CUDA frames raises).
+    mask = torch.from_numpy(host_mask).to(faces.device, faces.dtype)
+    partner = torch.from_numpy(rng.permutation(faces.shape[0])).to(faces.device)
     return mask * faces + (1 - mask) * faces[partner], share * targets + (1 - share) * targets[partner]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from models.data.mixing import smooth_targets
-from models.objectives import CrossEntropyObjective
+from models.objectives import model_loss
 
 
 class TrainingObjective(torch.nn.Module):
@@ -23,7 +23,5 @@ class TrainingObjective(torch.nn.Module):
 
     def forward(self, faces: torch.Tensor, targets: torch.Tensor, scene: torch.Tensor | None = None):
         targets = smooth_targets(targets, self.label_smoothing)
-        loss = getattr(self.model, "loss", None)
-        out = loss(faces, targets, scene) if loss is not None else CrossEntropyObjective.loss(self.model, faces,
-                                                                                              targets, scene)
+        out = model_loss(self.model, faces, targets, scene)
         return out.total, {name: term.detach() for name, term in out.terms.items()}, out.logits
