@@ -134,10 +134,12 @@ class DeviceAnswers(TorchDispatchMode):
 
 
 class LiveMemory(TorchDispatchMode):
-    """Bytes of the live storages it has seen (op outputs, and whatever `track` is given), and their peak."""
+    """Bytes of the live storages on `device_type` it has seen (op outputs, and whatever `track` is given), and
+    their peak. Other devices' tensors (the batch on the host) are not counted."""
 
-    def __init__(self):
+    def __init__(self, device_type: str = "cuda"):
         super().__init__()
+        self.device_type = device_type
         self._bytes: dict[int, int] = {}
         self._refs: dict[int, weakref.ref] = {}
         self.live = self.peak = 0
@@ -147,6 +149,8 @@ class LiveMemory(TorchDispatchMode):
         self._refs.pop(key, None)
 
     def track(self, tensor: torch.Tensor) -> None:
+        if tensor.device.type != self.device_type:
+            return
         storage = tensor.untyped_storage()
         key = id(storage)
         if key in self._bytes:

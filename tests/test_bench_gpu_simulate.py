@@ -85,7 +85,7 @@ def test_the_replayed_backward_is_torchs():
     grads, peaks = {}, {}
     for engine in ("torch", "replayed"):
         net.zero_grad(set_to_none=True)
-        memory = LiveMemory()
+        memory = LiveMemory("cpu")
         for p in net.parameters():
             memory.track(p)
         with memory:
