@@ -1,5 +1,7 @@
 """`python -m bench [pipeline] [faces] [detectors] [phantoms] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
-`python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named."""
+`python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named.
+`python -m bench gpu --simulate [--tiny] [--out FILE]`: the GPU training path on simulated CUDA (bench/gpu_simulate.py);
+with `--compare GPU_JSON`, its estimates (--out, default today's) beside a GPU run's measured peaks."""
 
 from __future__ import annotations
 
@@ -24,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, help="cheaper suite: input sizes (default: full, ~5/7, 1/2)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="gpu: where to run (default cuda)")
     parser.add_argument("--tiny", action="store_true", help="gpu: tiny configurations, batch 2 (a CPU check)")
-    parser.add_argument("--out", type=Path, help="gpu: the JSON to write (default bench/results/gpu-<date>.json)")
+    parser.add_argument("--out", type=Path, help="gpu: the JSON to write (default bench/results/gpu-<date>.json, "
+                        "with --simulate gpu-simulated-<date>.json)")
+    parser.add_argument("--simulate", action="store_true", help="gpu: simulated CUDA, no GPU needed "
+                        "(bench/gpu_simulate.py); exits 1 when a method fails")
+    parser.add_argument("--compare", type=Path, metavar="GPU_JSON", help="gpu --simulate: print the estimates in "
+                        "--out beside the peaks measured in GPU_JSON (a `python -m bench gpu` result) instead")
     args = parser.parse_args(argv)
     if GPU in args.suites:
         if args.suites != [GPU]:
@@ -61,12 +68,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_gpu(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
+    if args.simulate or args.compare:
+        return run_simulation(args)
     from bench import gpu
 
     result = gpu.run(args.device, args.tiny, args.out, args.methods)
     print(gpu.describe(result))
     print(f"  -> {result['out']}")
     return 0
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    import json
+
+    from bench import gpu_simulate
+
+    if args.compare:
+        simulated = args.out or gpu_simulate.default_out(args.tiny)
+        print(gpu_simulate.compare(json.loads(simulated.read_text()), json.loads(args.compare.read_text())))
+        return 0
+    result = gpu_simulate.run(args.tiny, args.out, args.methods)
+    print(gpu_simulate.describe(result))
+    print(f"  -> {result['out']}")
+    return 0 if all(r["ok"] for r in result["methods"]) else 1
 
 
 if __name__ == "__main__":

@@ -27,15 +27,20 @@ def build_for_training(method: str, recipe: Any, device: torch.device, tiny: boo
     (mixup/FMix are data augmentation; the check is on the objective). `tiny`: the tiny CLIP at its own 64 px."""
     from models.training import build_training
 
-    clip = recipe.backbone != NOT_A_CLIP
-    training = build_training(method, recipe, backbone="tiny" if tiny and clip else None,
-                              image_size=64 if tiny and clip else None, device=device)
+    training = build_training(method, recipe, device=device, **size_options(recipe, tiny))
 
     def loss(faces: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor | None) -> torch.Tensor:
         faces, targets, _ = training.targets(faces, labels, kind="none")
         return training.objective(faces, targets, scene)[0]
 
     return training.model, training.optimizer, loss
+
+
+def size_options(recipe: Any, tiny: bool) -> dict[str, Any]:
+    """build_training's backbone and image_size: the recipe's, or with `tiny` the tiny CLIP at its own 64 px (the
+    baseline has no CLIP and keeps its own)."""
+    clip = recipe.backbone != NOT_A_CLIP
+    return {"backbone": "tiny" if tiny and clip else None, "image_size": 64 if tiny and clip else None}
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
