@@ -476,6 +476,21 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+def token_projections(width: int, layers: int) -> nn.ModuleList:
+    """One Linear(width, width) per visual layer, initialised as X-CLIP's message_fc (truncated normal, std 0.02;
+    zero bias): the per-frame token of CLIP-guided DFER's Inter-FIT and DK-CLIP's cross-frame messages."""
+    linears = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+    for linear in linears:
+        nn.init.trunc_normal_(linear.weight, std=0.02)
+        nn.init.zeros_(linear.bias)
+    return linears
+
+
+def replace_last_token(x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """Tokens [N, L, W] with the last one replaced by `token` [N, W] (the per-layer token slot)."""
+    return torch.cat([x[:, :-1], token.unsqueeze(1)], dim=1)
+
+
 def per_layer_token_hooks(placeholder: torch.Tensor, layers: int, write: Callable[[int, torch.Tensor], torch.Tensor],
                           num_frames: int) -> TowerHooks:
     """Hooks that give every image one extra token after its patch tokens and let `write(layer, x)` rewrite it before

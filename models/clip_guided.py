@@ -20,14 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, unit
-from models.objectives import CrossEntropyObjective
+from models.backbone import (CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, replace_last_token,
+                             token_projections, unit)
+from models.losses import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, tokenize
-
-
-def _replace_last_token(x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x[:, :-1], token.unsqueeze(1)], dim=1)
 
 
 class InterFIT(nn.Module):
@@ -37,14 +34,11 @@ class InterFIT(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int):
         super().__init__()
-        self.to_token = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        self.to_token = token_projections(width, layers)
         self.lstm = nn.ModuleList(nn.LSTM(width, width // 2, batch_first=True, bidirectional=True)
                                   for _ in range(layers))
         self.norm = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
         self.attn = nn.ModuleList(nn.MultiheadAttention(width, heads, batch_first=True) for _ in range(layers))
-        for linear in self.to_token:  # as X-CLIP's message_fc
-            nn.init.trunc_normal_(linear.weight, std=0.02)
-            nn.init.zeros_(linear.bias)
 
     def interaction(self, layer: int, cls: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Class tokens [B*T, W] of the previous layer -> interaction tokens i_hat [B*T, W]."""
@@ -55,7 +49,7 @@ class InterFIT(nn.Module):
         return tokens.reshape(-1, width)
 
     def write(self, num_frames: int, layer: int, x: torch.Tensor) -> torch.Tensor:
-        return _replace_last_token(x, self.interaction(layer, x[:, 0], num_frames))
+        return replace_last_token(x, self.interaction(layer, x[:, 0], num_frames))
 
 
 def pooled_length(num_frames: int, kernel: int, stride: int) -> int:

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, FrameEncoder, Prompts, TowerHooks, WindowHead, cosine_logits,
                              onnx_exportable_attention)
-from models.objectives import CrossEntropyObjective
+from models.losses import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import DFER_CLIP_DESCRIPTORS, tokenize, with_placeholders
 

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from models.backbone import CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, unit
+from models.backbone import (CLIPBackbone, onnx_exportable_attention, per_layer_token_hooks, replace_last_token,
+                             token_projections, unit)
 from models.clip_guided import FeedForward
-from models.objectives import MethodObjective, float32_math, soft_nll
+from models.losses import MethodObjective, float32_math, soft_nll
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import dk_clip_prompt, tokenize
 
@@ -37,12 +38,9 @@ class CrossFrameMessages(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int):
         super().__init__()
-        self.to_message = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        self.to_message = token_projections(width, layers)
         self.norm = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
         self.attn = nn.ModuleList(nn.MultiheadAttention(width, heads, batch_first=True) for _ in range(layers))
-        for linear in self.to_message:  # as X-CLIP's message_fc
-            nn.init.trunc_normal_(linear.weight, std=0.02)
-            nn.init.zeros_(linear.bias)
 
     def message(self, layer: int, cls: torch.Tensor, snippet_len: int) -> torch.Tensor:
         """Class tokens [B*T, W] -> message tokens [B*T, W]; frames (b t) are contiguous, so snippets are too."""
@@ -53,7 +51,7 @@ class CrossFrameMessages(nn.Module):
         return m.reshape(-1, width)
 
     def write(self, snippet_len: int, layer: int, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x[:, :-1], self.message(layer, x[:, 0], snippet_len).unsqueeze(1)], dim=1)
+        return replace_last_token(x, self.message(layer, x[:, 0], snippet_len))
 
 
 class MultiSnippetIntegration(nn.Module):

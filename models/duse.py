@@ -16,7 +16,7 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, Prompts, TowerHooks, cosine_logits, onnx_exportable_attention,
                              sinusoidal_positions, unit)
-from models.objectives import CrossEntropyObjective
+from models.losses import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import described_class, tokenize, with_placeholders
 

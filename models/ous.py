@@ -21,7 +21,7 @@ from torch import nn
 
 from models.backbone import (CLIPBackbone, FrameEncoder, Prompts, TowerHooks, WindowHead, cosine_logits,
                              onnx_exportable_attention)
-from models.objectives import MethodObjective, class_probabilities, float32_math
+from models.losses import MethodObjective, class_probabilities, float32_math
 from models.registry import LossOutput, build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, POLARITIES, class_polarity, tokenize, with_placeholders
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from models.backbone import (BottleneckAdapter, CLIPBackbone, Prompts, TowerHooks, cosine_logits,
                              onnx_exportable_attention)
-from models.objectives import CrossEntropyObjective
+from models.losses import CrossEntropyObjective
 from models.registry import build_clip_method, make_bundle_cfg, register_model
 from models.text import CLASS_NAMES, PE_CLIP_DESCRIPTIONS, pe_clip_prompt, tokenize, with_placeholders
 

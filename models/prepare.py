@@ -39,7 +39,7 @@ import cv2
 from pydantic import ValidationError
 
 from models.data.layout import DatasetLayout
-from models.data.registry import LAYOUTS, get_layout
+from models.data.splits import LAYOUTS, get_layout
 from service.bundle import ModelBundle
 from service.config import Settings
 from service.crops import CropPolicy, declared_crop

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from bench.serving import running_server
+from bench.service_process import wait_until
 
 __all__ = ["running_server", "wait_for", "get_json"]
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     """Poll until predicate() is truthy; return its value, or fail after timeout (tests must stop by themselves)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    return wait_until(predicate, timeout, interval)
 
 
 def get_json(base: str, path: str, **kwargs):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from models.data.annotations import AnnotationError, ClipRecord, DatasetError, frame_files
 from models.data.layout import DatasetLayout
-from models.data.registry import LAYOUTS, get_layout, read_split
+from models.data.splits import LAYOUTS, get_layout, read_split
 from models.data.sampling import NUM_FRAMES, eval_indices, train_indices
 
 _LAZY = {

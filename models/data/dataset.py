@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from models.data.annotations import AnnotationError, ClipRecord, DatasetError, frame_files
 from models.data.layout import DOCS
-from models.data.registry import get_layout, read_split
+from models.data.splits import get_layout, read_split
 from models.data.sampling import NUM_FRAMES, SAMPLERS
 from models.data.transforms import (ClipAugmentation, augmentation_for, eval_transform, scene_transform,
                                     train_transform)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from models.data.layout import DatasetLayout
-from models.data.registry import LAYOUTS, get_layout
+from models.data.splits import LAYOUTS, get_layout
 from models.data.sampling import NUM_FRAMES
 
 FERV39K_SCENES = ("Action", "Daily")  # two of its scene folders are enough to show the nesting

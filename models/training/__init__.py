@@ -8,7 +8,7 @@
     schedule.py     warm-up, cosine with a floor, multistep, plateau on a named metric (with its stop rate)
     data.py         train / validation / test loaders (the seeded, stratified validation split of the fold)
     evaluation.py   test predictions, validation loss and metrics
-    checkpoints.py  last.pt (resumable), best.pt by the recipe's select_by, resume
+    best_and_last.py last.pt (resumable), best.pt by the recipe's select_by, resume
     loop.py         one epoch of training, and run(): the epochs, metrics.jsonl and TensorBoard
     cli.py          the command line
 """

@@ -78,7 +78,7 @@ def prepared_crop(dataset: str, root, frames_dir=None) -> dict[str, Any] | None:
     """The crop policy models.prepare recorded beside the face folders (OUT_DIR/crop.json: margin, align), so
     that export can declare it in bundle.json and the service crops as the model was trained; None for crops made
     elsewhere (e.g. the datasets' own face crops), whose policy is unknown."""
-    from models.data.registry import get_layout
+    from models.data.splits import get_layout
 
     path = Path(root) / (frames_dir if frames_dir is not None else get_layout(dataset).frames_dir) / "crop.json"
     if not path.is_file():

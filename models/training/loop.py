@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from models.metrics import summarise
 from models.recipes import load_recipe
-from models.training.checkpoints import Selection, activation_of, resume, save_epoch
+from models.training.best_and_last import Selection, activation_of, resume, save_epoch
 from models.training.data import build_loaders, unpack
 from models.training.distributed import finish, init_distributed, process_device, seed_everything
 from models.training.evaluation import predict, validate

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from models.data.mixing import smooth_targets
-from models.objectives import model_loss
+from models.losses import model_loss
 
 
 class TrainingObjective(torch.nn.Module):

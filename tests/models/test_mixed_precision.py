@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.data.mixing import fmix, mixup, one_hot, smooth_targets
-from models.objectives import extreme_objective
+from models.losses import extreme_objective
 from models.registry import list_models
 
 from .test_training_recipes import batch, build

@@ -125,7 +125,7 @@ def test_plateau_divides_after_patience_epochs_and_stops_below_the_stop_rate():
 
 
 def test_a_nan_epoch_is_neither_best_nor_an_improvement():
-    from models.training.checkpoints import Selection
+    from models.training.best_and_last import Selection
 
     selection = Selection("val_loss")
     assert not selection.better({"val_loss": float("nan")}) and selection.better({"val_loss": 2.0})
