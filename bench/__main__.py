@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-SUITES = ("pipeline", "faces", "detectors", "models", "cheaper")
+SUITES = ("pipeline", "faces", "detectors", "models", "cheaper", "responsiveness")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 
 
