@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-SUITES = ("pipeline", "faces", "detectors", "models", "cheaper", "responsiveness")
+SUITES = ("pipeline", "faces", "detectors", "models", "cheaper", "responsiveness", "live_cpu")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 
 
