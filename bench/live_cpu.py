@@ -88,6 +88,9 @@ def run(seconds: float = SECONDS) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         rows["640x480 sample clip"] = measure(SAMPLE_CLIP, settings, engine, seconds)
+        rows["640x480, hop 8 (before)"] = measure(SAMPLE_CLIP, settings.model_copy(update={"hop": 8}), engine, seconds)
+        rows["640x480, min_face 64"] = measure(SAMPLE_CLIP, settings.model_copy(update={"min_face": 64}), engine,
+                                               seconds)
         rows["1280x720 (scaled)"] = measure(scaled_clip(Path(tmp) / "sample-720p.mp4"), settings, engine, seconds)
         rows["1280x720, min_face 64"] = measure(Path(tmp) / "sample-720p.mp4",
                                                 settings.model_copy(update={"min_face": 64}), engine, seconds)
