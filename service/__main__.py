@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", type=Path, metavar="OUT", help="write the report with its Contract 2 events")
     analyze.add_argument("--plot", type=Path, metavar="OUT.png", help="plot each track's probabilities over time")
     analyze.add_argument("--sample-fps", type=float, help="frames per second to analyse (default 8)")
-    analyze.add_argument("--hop", type=int, help="sampled frames between windows of a track (default 8)")
+    analyze.add_argument("--hop", type=int, help="sampled frames between windows of a track (default 2)")
     analyze.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"])
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

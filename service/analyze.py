@@ -45,12 +45,14 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(emotions.classify([(source, w) for w in pending], cache, timer))
+            events.extend(e for e in emotions.classify([(source, w) for w in pending], cache, timer)
+                          if e is not None)
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
-    events.extend(emotions.classify([(source, w) for w in pending + result.windows], cache, timer))
+    events.extend(e for e in emotions.classify([(source, w) for w in pending + result.windows], cache, timer)
+                  if e is not None)
     events.sort(key=event_time)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(

@@ -99,7 +99,15 @@ class Settings(BaseSettings):
 
     # Sampling and windows
     sample_fps: float = Field(8.0, gt=0, description="frames per second taken from the source (16 frames ~ 2 s)")
-    hop: int = Field(8, ge=1, description="sampled frames between two windows of the same track")
+    # Classified every 2nd sampled frame (0.25 s at 8 fps): a change of expression is seen within a quarter second;
+    # the frame cache encodes each frame once, so only the window head runs more often (bench responsiveness).
+    hop: int = Field(2, ge=1, description="sampled frames between two windows of the same track")
+    window_span: int | None = Field(
+        None, ge=1, description="newest sampled frames a window looks at (spread over the bundle's num_frames); "
+        "default: 4 (0.5 s at 8 fps) for a bundle that classifies each frame alone (method baseline), all "
+        "num_frames for video models, whose windows are clips")
+    max_event_hz: float = Field(2.0, gt=0, description="most emotion events a track publishes per second, plus one "
+                                "on every change of its label (windows in between still update its smoothing)")
 
     # Face detection
     detector: DetectorName = Field("auto", description="auto: SCRFD if its model is configured, else YuNet if its "
@@ -145,9 +153,15 @@ class Settings(BaseSettings):
                                "(for bundles whose bundle.json declares no crop)")
 
     # Smoothing of labels per track
-    smoothing: Literal["none", "ema", "hysteresis"] = Field("ema", description="how labels are steadied per track")
-    ema_alpha: float = Field(0.5, gt=0, le=1, description="weight of the newest window in the moving average")
+    smoothing: Literal["none", "ema", "hysteresis", "switch"] = Field(
+        "switch", description="how labels are steadied per track; switch: a time average and a label that changes "
+        "once another one has led by hysteresis_margin for switch_s (bench responsiveness)")
+    ema_alpha: float = Field(0.5, gt=0, le=1, description="weight of the newest window in the moving average "
+                             "(ema, hysteresis)")
     hysteresis_margin: float = Field(0.15, ge=0, lt=1, description="lead another label needs to take over")
+    average_s: float = Field(0.25, ge=0, description="time constant of the switch smoother's probability average")
+    switch_s: float = Field(0.5, ge=0, description="how long another label must lead before the switch smoother "
+                            "changes the label (the switching cost, in seconds)")
 
     # Valence and arousal of events from a model with only categories: probability-weighted mean of these
     valence_arousal: dict[str, tuple[Annotated[float, Field(ge=-1, le=1)], Annotated[float, Field(ge=-1, le=1)]]] = \

@@ -1,6 +1,7 @@
 """Windows -> emotion events, the one home for clips and live: ready windows batched (max_batch at a time) through
 the engine (a frame-feature cache encodes each frame once, however many windows share it), each track's
-probabilities smoothed, the prompt written, one Contract 2 EmotionEvent per window.
+probabilities smoothed, the prompt written, a Contract 2 EmotionEvent per window where the track's rate allows
+(`EventGate`: at most max_event_hz a second, plus every change of label).
 
 Clip analysis (service/analyze.py) and the live inference worker (service/live/workers.py) both call
 `EmotionStage.classify`. Their prompts differ in one named way, the event's `prompt_about`: a clip's event describes
@@ -10,6 +11,7 @@ window is classified ("scene"), since the LLM answers whoever stands in front of
 from __future__ import annotations
 
 import threading
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Literal
 
@@ -56,6 +58,35 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
     )
 
 
+class EventGate:
+    """Which classified windows of a track become events: the first, every one whose label differs from the last
+    published, and otherwise at most `max_hz` a second (window time). Windows come faster than a listener needs
+    them (every hop sampled frames); the websocket, the event log and the LLM forwarder see this rate. Counts the
+    label changes per source. Bounded like the smoother: least recently seen tracks are forgotten first."""
+
+    def __init__(self, max_hz: float, max_tracks: int = 1024):
+        self.min_gap_s, self.max_tracks = 1.0 / max_hz, max_tracks
+        self._last: OrderedDict[tuple[str, int], tuple[float, int]] = OrderedDict()  # (t_end, label) published
+        self.label_changes: Counter[str] = Counter()
+
+    def admit(self, source: str, track_id: int, t: float, label: int) -> bool:
+        key = (source, track_id)
+        last = self._last.get(key)
+        changed = last is not None and last[1] != label
+        if changed:
+            self.label_changes[source] += 1
+        if last is not None and not changed and t - last[0] < self.min_gap_s:
+            return False
+        self._last[key] = (t, label)
+        self._last.move_to_end(key)
+        while len(self._last) > self.max_tracks:
+            self._last.popitem(last=False)
+        return True
+
+    def forget(self, source: str, track_id: int) -> None:
+        self._last.pop((source, track_id), None)
+
+
 class EmotionStage:
     """Batch, predict, smooth, describe, event. `scene`: the live state, whose tracks a live event's prompt
     describes (their labels are updated here); None for a clip, whose events describe their own face."""
@@ -65,12 +96,14 @@ class EmotionStage:
         self.max_batch, self.templates = settings.max_batch, settings.prompts
         self.va_table = settings.valence_arousal
         self.smoother = Smoother(settings.smoothing, settings.ema_alpha, settings.hysteresis_margin,
-                                 settings.smoother_max_tracks)
+                                 settings.smoother_max_tracks, settings.average_s, settings.switch_s)
+        self.gate = EventGate(settings.max_event_hz, settings.smoother_max_tracks)
         self._lock = threading.Lock()  # a replaced live inference worker may still finish a batch beside its successor
 
     def classify(self, windows: list[tuple[str, Window]], cache: FrameFeatureCache | None,
-                 timer: StageTimer | None = None) -> list[EmotionEvent]:
-        """Windows of any sources and tracks (each track's in time order) -> one event each, in the same order."""
+                 timer: StageTimer | None = None) -> list[EmotionEvent | None]:
+        """Windows of any sources and tracks (each track's in time order) -> in the same order, each one's event,
+        or None where the track's event rate (EventGate) holds it back."""
         timer = timer or StageTimer()
         events = []
         for i in range(0, len(windows), self.max_batch):
@@ -80,10 +113,13 @@ class EmotionStage:
             events.extend(self.event(source, window, raw) for (source, window), raw in zip(batch, probs))
         return events
 
-    def event(self, source: str, window: Window, raw: np.ndarray) -> EmotionEvent:
-        """One classified window: smoothed with its track's earlier windows, described, as an event."""
+    def event(self, source: str, window: Window, raw: np.ndarray) -> EmotionEvent | None:
+        """One classified window: smoothed with its track's earlier windows, described, as an event (None: held
+        back by the event rate)."""
         with self._lock:
-            label_index, smoothed = self.smoother.update(source, window.track_id, raw)
+            label_index, smoothed = self.smoother.update(source, window.track_id, raw, window.t_end)
+            if not self.gate.admit(source, window.track_id, window.t_end, label_index):
+                return None
         labels = self.engine.labels
         if self.scene is None:
             return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates,
@@ -96,6 +132,7 @@ class EmotionStage:
         """Drop the smoothing of a track that ended and has no window left to classify."""
         with self._lock:
             self.smoother.forget(source, track_id)
+            self.gate.forget(source, track_id)
 
     def _describe_scene(self, source: str, window: Window, label: str, confidence: float,
                         smoothed: np.ndarray) -> str:

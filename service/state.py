@@ -112,6 +112,7 @@ class SourceStatus(BaseModel):
     reconnects: int
     frame_width: int
     tracks: list[TrackStatus]
+    label_changes: int = Field(0, description="times a track's published label changed")
 
 
 class RuntimeStatus(BaseModel):

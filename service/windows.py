@@ -1,4 +1,6 @@
-"""Per-track window buffers: a ring of num_frames crops that emits a window every `hop` frames."""
+"""Per-track window buffers: a ring of num_frames crops that emits a window every `hop` frames. A `span` shorter
+than num_frames makes each window look at only the newest `span` crops (spread over the model's num_frames slots),
+so a per-frame model's window follows a change of expression sooner."""
 
 from __future__ import annotations
 
@@ -29,13 +31,15 @@ class _Entry:
 
 
 class WindowBuffer:
-    """Holds the newest num_frames crops of one track. The first window comes when the ring is full, then one every
-    `hop` pushes (hop < num_frames makes windows overlap)."""
+    """Holds the newest num_frames crops of one track. The first window comes when `span` crops are there (default
+    num_frames: the ring is full), then one every `hop` pushes (hop < span makes windows overlap)."""
 
-    def __init__(self, track_id: int, num_frames: int, hop: int):
-        if num_frames < 1 or hop < 1:
-            raise ValueError(f"num_frames and hop must be >= 1, got {num_frames}, {hop}")
-        self.track_id, self.num_frames, self.hop = track_id, num_frames, hop
+    def __init__(self, track_id: int, num_frames: int, hop: int, span: int | None = None):
+        span = num_frames if span is None else span
+        if num_frames < 1 or hop < 1 or not 1 <= span <= num_frames:
+            raise ValueError(f"num_frames and hop must be >= 1 and span in 1..num_frames, got {num_frames}, {hop}, "
+                             f"{span}")
+        self.track_id, self.num_frames, self.hop, self.span = track_id, num_frames, hop, span
         self._ring: deque[_Entry] = deque(maxlen=num_frames)
         self._since_last = 0
         self._pushed = 0
@@ -49,13 +53,13 @@ class WindowBuffer:
         self._ring.append(_Entry(face, scene, t, box, self._pushed if frame_id is None else frame_id))
         self._pushed += 1
         self._since_last += 1
-        if len(self._ring) < self.num_frames:
+        if len(self._ring) < self.span:
             return None
         if self.windows_emitted and self._since_last < self.hop:
             return None
         self._since_last = 0
         self.windows_emitted += 1
-        return self._window()
+        return self._window(self._newest())
 
     def final_window(self, min_frames: int) -> Window | None:
         """At the end of a track, so its last frames are not lost: a track that never filled its ring gets a window
@@ -72,7 +76,14 @@ class WindowBuffer:
             return None
         self._since_last = 0
         self.windows_emitted += 1
-        return self._window()
+        return self._window(self._newest())
+
+    def _newest(self) -> list[_Entry] | None:
+        """The newest `span` crops spread over num_frames slots (None: the whole ring, span == num_frames)."""
+        if self.span == self.num_frames:
+            return None
+        newest = list(self._ring)[-self.span:]
+        return [newest[i] for i in np.linspace(0, self.span - 1, self.num_frames).round().astype(int)]
 
     def _window(self, entries: list[_Entry] | None = None) -> Window:
         entries = entries or list(self._ring)
@@ -84,15 +95,15 @@ class WindowBuffer:
 class WindowBuffers:
     """One WindowBuffer per live track."""
 
-    def __init__(self, num_frames: int, hop: int):
-        self.num_frames, self.hop = num_frames, hop
+    def __init__(self, num_frames: int, hop: int, span: int | None = None):
+        self.num_frames, self.hop, self.span = num_frames, hop, span
         self._buffers: dict[int, WindowBuffer] = {}
 
     def push(self, track_id: int, face: np.ndarray, t: float, box: tuple[float, float, float, float],
              scene: np.ndarray | None = None, frame_id: int | None = None) -> Window | None:
         buffer = self._buffers.get(track_id)
         if buffer is None:
-            buffer = self._buffers[track_id] = WindowBuffer(track_id, self.num_frames, self.hop)
+            buffer = self._buffers[track_id] = WindowBuffer(track_id, self.num_frames, self.hop, self.span)
         return buffer.push(face, t, box, scene, frame_id)
 
     def end(self, track_id: int, min_frames: int) -> Window | None:

@@ -59,3 +59,15 @@ def test_detectors_hd_rows_count_false_faces_and_tracks_per_range(astronaut_clip
     assert rows[0]["lost"] == 0 and rows[0]["hits_per_person"]["face"] == 24  # short at 640x480 is the reference
     assert all(len(r["hits_per_person"]) == 5 for r in rows if r["source"] == "group")
     assert "auto" in "\n".join(detectors.describe_hd(rows))
+
+
+def test_live_cpu_suite_runs_the_live_service_and_splits_its_cpu_by_thread(tmp_path):
+    from bench import live_cpu
+    from service.config import SAMPLE_CLIP, Settings
+    from service.inference import create_engine
+
+    settings = Settings(_env_file=None)
+    row = live_cpu.measure(SAMPLE_CLIP, settings, create_engine(settings), seconds=1.0, warm_up_s=1.0)
+    shares = row["cpu_percent_of_one_core"]
+    assert row["frames_read"] > 0 and shares["process"] > 0 and shares["faces"] > 0
+    assert sum(v for k, v in shares.items() if k != "process") == pytest.approx(shares["process"], abs=0.1)

@@ -58,6 +58,6 @@ def test_config_option_is_passed_to_the_settings_not_the_environment(tmp_path, m
     config = tmp_path / "robot.toml"
     config.write_text("hop = 4\n")
     assert Settings.load(config, _env_file=None, sample_fps=5.0).hop == 4
-    assert CONFIG_FILE_ENV not in os.environ and Settings(_env_file=None).hop == 8  # nothing left behind
+    assert CONFIG_FILE_ENV not in os.environ and Settings(_env_file=None).hop == 2  # nothing left behind
     with pytest.raises(FileNotFoundError, match=r"nope.toml \(--config\)"):
         Settings.load(tmp_path / "nope.toml", _env_file=None)

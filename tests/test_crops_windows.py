@@ -86,3 +86,12 @@ def test_buffers_per_track_and_scene():
 def test_bad_buffer_sizes(num_frames, hop):
     with pytest.raises(ValueError):
         WindowBuffer(1, num_frames, hop)
+
+
+def test_a_short_span_looks_at_the_newest_frames_spread_over_the_window():
+    buffer = WindowBuffer(1, num_frames=8, hop=2, span=4)
+    emitted = [buffer.push(frame(i), t=i / 8, box=(0, 0, 1, 1)) for i in range(10)]
+    assert [i for i, w in enumerate(emitted) if w is not None] == [3, 5, 7, 9]  # first window once 4 are there
+    last = emitted[9]
+    assert last.faces.shape[0] == 8 and sorted(set(last.faces[:, 0, 0, 0])) == [6, 7, 8, 9]
+    assert last.t_start == 6 / 8 and last.t_end == 9 / 8 and len(last.frame_ids) == 8

@@ -42,6 +42,9 @@ class RuntimeCollector(Collector):
             "emotion_frames_dropped": (CounterMetricFamily, "sampled frames dropped because the face worker lagged",
                                        "frames_dropped"),
             "emotion_source_reconnects": (CounterMetricFamily, "times the source was reopened", "reconnects"),
+            # A flickering label shows as a high rate here; a steady scene as none.
+            "emotion_label_changes": (CounterMetricFamily, "times a track's published emotion label changed",
+                                      "label_changes"),
         }
         for name, (family, doc, key) in per_source.items():
             metric = family(name, doc, labels=["source"])

@@ -201,6 +201,7 @@ class LiveRuntime:
                 frames_sampled=capture.frames_sampled, frames_dropped=runner.frames.dropped,
                 frames_skipped=capture.frames_skipped,
                 queue_depth=len(runner.frames), reconnects=capture.reconnects, frame_width=width,
+                label_changes=self.emotions.gate.label_changes[name],
                 tracks=[TrackStatus(track_id=t.track_id, box=t.box, first_seen=round(t.first_seen, 3),
                                     last_seen=round(t.last_seen, 3), label=t.label, confidence=t.confidence,
                                     probs=t.probs) for t in sorted(tracks, key=lambda t: t.track_id)])

@@ -149,8 +149,10 @@ class InferenceWorker(_Worker):
         if self.observe_batch:
             self.observe_batch(len(batch))
         for pending, event in zip(batch, events):
-            self.publish(event)
             self.windows_done += 1
+            if event is None:  # classified, smoothing updated; the track's event rate holds this one back
+                continue
+            self.publish(event)
             if self.observe_frame_to_event:
                 # The window's last frame was captured at t_end on the same clock.
                 self.observe_frame_to_event(self.clock() - pending.window.t_end)

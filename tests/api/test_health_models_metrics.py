@@ -25,7 +25,8 @@ def test_metrics_exposes_stage_latency_fps_drops_and_clients(live_server):
 
     text = wait_for(scraped, timeout=60)
     for name in ('emotion_stage_seconds_bucket{le="0.1",stage="detect"}', 'emotion_source_fps{source="face"}',
-                 'emotion_frames_dropped_total{source="face"}', "emotion_frame_queue_depth",
+                 'emotion_frames_dropped_total{source="face"}', 'emotion_label_changes_total{source="face"}',
+                 "emotion_frame_queue_depth",
                  "emotion_inference_batch_size_bucket", "emotion_websocket_clients", "emotion_window_queue_depth",
                  "emotion_websocket_events_dropped_total", 'emotion_sink_errors_total{sink="bus"}'):
         assert name in text, name

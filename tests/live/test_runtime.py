@@ -64,7 +64,8 @@ def emotions(settings):
     published, latencies = [], []
     windows = BoundedQueue(8)
     engine = ScriptedEngine()
-    stage = EmotionStage(settings, engine, state)
+    # EMA with alpha 0.5: its smoothed probabilities are easy to state (the switch smoother has its own tests).
+    stage = EmotionStage(settings.model_copy(update={"smoothing": "ema", "ema_alpha": 0.5}), engine, state)
     ended = EndedTracks(stage, windows)
     worker = InferenceWorker(stage, windows, settings.max_batch, published.append, clock=lambda: 12.5,
                              after_batch=ended.forget_ended, observe_frame_to_event=latencies.append)
@@ -244,3 +245,23 @@ def test_a_restarted_face_workers_tracks_continue_the_sources_ids(settings, astr
     replacement = runtime.new_face_worker(spec, BoundedQueue(2), StageTimer())
     assert replacement.pipeline.tracker is not first.pipeline.tracker
     assert (first_new_track(first), first_new_track(replacement)) == (1, 2)
+
+
+def test_a_track_publishes_at_most_max_event_hz_plus_every_label_change(settings):
+    # Windows every sampled frame (8 a second) for 4 s, happy then sad from 2 s: the stage still classifies and
+    # smooths every one, but publishes 2 a second, plus the change the moment the smoothed label turns.
+    times = [i / 8 for i in range(32)]
+    answers = [one_hot(3) if t < 2 else one_hot(4) for t in times]
+    stage = EmotionStage(settings.model_copy(update={"max_event_hz": 2.0, "smoothing": "none"}),
+                         ScriptedEngine(answers))
+    events = stage.classify([("cam", window(1, t)) for t in times], None, StageTimer())
+    published = [e for e in events if e is not None]
+    assert [e.t_end for e in published] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert [e.label for e in published][3:5] == ["happy", "sad"]
+    assert stage.gate.label_changes == {"cam": 1}
+    off_beat = EmotionStage(settings.model_copy(update={"max_event_hz": 2.0, "smoothing": "none"}),
+                            ScriptedEngine([one_hot(3), one_hot(3), one_hot(4), one_hot(4)]))
+    events = off_beat.classify([("cam", window(1, t)) for t in (0.0, 0.125, 0.25)], None, StageTimer())
+    assert [e and e.label for e in events] == ["happy", None, "sad"]  # a change never waits for the rate
+    off_beat.forget("cam", 1)
+    assert off_beat.classify([("cam", window(1, 0.3))], None, StageTimer()) != [None]  # a forgotten track anew

@@ -58,3 +58,24 @@ def test_smoother_memory_is_bounded():
     for track in range(10):
         smoother.update("s", track, np.array([0.5, 0.5]))
     assert len(smoother._tracks) == 3 and ("s", 9) in smoother._tracks and ("s", 0) not in smoother._tracks
+
+
+def test_switch_smoother_changes_the_label_after_a_lead_of_switch_s_whatever_the_window_rate():
+    happy, sad = np.array([0.9, 0.1]), np.array([0.1, 0.9])
+    for hop_s in (0.125, 0.25, 0.5):  # windows every 1, 2 or 4 sampled frames at 8 fps
+        smoother = Smoother("switch", margin=0.15, average_s=0.25, switch_s=0.5)
+        times = np.arange(0, 4, hop_s)
+        labels = [smoother.update("s", 1, happy if t < 2 else sad, t)[0] for t in times]
+        changed = times[labels.index(1)]
+        # The average leads by the margin within a window or two; the switch comes switch_s later.
+        assert 2.5 <= changed <= 2.5 + 2 * hop_s + 0.25, (hop_s, changed)
+        assert all(label == 1 for label in labels[labels.index(1):])
+
+
+def test_switch_smoother_ignores_a_short_blip():
+    happy, sad = np.array([0.9, 0.1]), np.array([0.1, 0.9])
+    smoother = Smoother("switch", margin=0.15, average_s=0.25, switch_s=0.5)
+    times = np.arange(0, 4, 0.125)
+    blip = (times >= 2) & (times < 2.375)  # three sampled frames of another expression
+    labels = [smoother.update("s", 1, sad if b else happy, t)[0] for t, b in zip(times, blip)]
+    assert set(labels) == {0}
