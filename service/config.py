@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     detector: DetectorName = Field("auto", description="auto: SCRFD if its model is configured, else YuNet if its "
                                    "model is, else the embedded BlazeFace; Haar only when named")
     blazeface_range: Literal["auto", "short", "full"] = Field(
-        "auto", description="BlazeFace model: auto (short range on an input of at most 384 px, plus full range when "
+        "auto", description="BlazeFace model: auto (short range on an input of at most 320 px, plus full range when "
                             "faces of min_face need a larger input, e.g. HD frames), short or full range; the input "
                             "grows until faces of min_face pixels are found")
     scrfd_model: Path | None = Field(None, description="SCRFD .onnx file, or a directory holding det_10g.onnx / det_500m.onnx")
@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     track_start_score: float = Field(0.6, ge=0, le=1, description="a track is born only from a detection this "
                                      "confident; weaker ones (down to the detector's own least score) continue "
                                      "tracks only")
-    face_check_score: float = Field(0.5, ge=0, le=1, description="a new track is confirmed only when BlazeFace full "
+    face_check_score: float = Field(0.6, ge=0, le=1, description="a new track is confirmed only when BlazeFace full "
                                     "range, run again on a crop around it, scores a face there this high on "
                                     "average over its first track_min_hits frames (0: no check)")
     face_check_scale: float = Field(3.0, ge=1.5, le=6, description="side of that crop in face box sides")

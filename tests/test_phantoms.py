@@ -25,6 +25,18 @@ def test_footage_with_nobody_in_it_makes_no_track_where_the_unchecked_loop_made_
     assert result["defaults"]["false_tracks_per_hour"] == 0
 
 
+def test_footage_with_nobody_in_it_makes_no_track_on_hd_frames_either():
+    # These 12 frames of the Hubble deep field's zoom at 1280x720 (range auto runs short and full range) made a
+    # track at face_check_score 0.5, the former default (docs/DETECTION.md; the full HD set: bench phantoms).
+    from bench.phantoms import Clip, compare, scaled
+    from service.footage.scenes import empty_scenes
+
+    clips = [Clip("nobody", s.name, s.frames, s.faces) for s in empty_scenes(12, ("hubble_deep_field",))
+             if s.name.endswith("zoom")]
+    result = compare({"defaults": {}}, scaled(clips, (1280, 720)))["defaults"]
+    assert result["sets"]["nobody"]["frames"] == 12 and result["sets"]["nobody"]["tracks"] == 0
+
+
 def test_each_portrait_still_makes_exactly_one_track_also_before_a_blurred_background():
     from bench.phantoms import BEFORE, Clip, run_clip
     from service.footage.scenes import PORTRAITS, portrait_before_building, portrait_stills
