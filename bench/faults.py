@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.service_process import ServiceProcess, wait_until
+from bench.service_process import ServiceProcess, never_reading_websocket, wait_until
 
 TOKEN = "faults-s3cret"
 GROUPS = ("inputs", "live", "lifecycle")
@@ -205,18 +204,6 @@ async def _listen(url: str, stop: asyncio.Event, headers: dict) -> dict:
     return {"events": count, "missed": gaps.missed}
 
 
-def _never_reading_websocket(base: str) -> socket.socket:
-    host, port = base.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/stream?token={TOKEN} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    sock.recv(1024)
-    return sock
-
-
 def live(rows: Rows, work: Path, clip: Path) -> None:
     from service.config import SAMPLE_CLIP
 
@@ -292,7 +279,7 @@ def live(rows: Rows, work: Path, clip: Path) -> None:
 
         def never_reads():
             before = service.metric('emotion_websocket_disconnects_total{reason="lost"}')
-            silent = _never_reading_websocket(service.base)
+            silent = never_reading_websocket(service.base, TOKEN)
             started = time.monotonic()
             try:
                 async def reader():

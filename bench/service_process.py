@@ -4,6 +4,7 @@ shows: signals (SIGKILL, SIGTERM, SIGSTOP), restarts, its log. Used by bench/fau
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -31,6 +32,24 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout} s")
+
+
+def never_reading_websocket(base: str, token: str | None = None) -> socket.socket:
+    """A websocket client of /v1/stream that completes the handshake and then never reads, with a tiny receive
+    buffer, so the server's writes to it back up quickly."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    query = f"?token={token}" if token else ""
+    sock.sendall((f"GET /v1/stream{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    status = sock.recv(1024).split(b"\r\n")[0]
+    if b"101" not in status:
+        sock.close()
+        raise ConnectionError(f"websocket handshake refused: {status.decode(errors='replace')}")
+    return sock
 
 
 class ServiceProcess:

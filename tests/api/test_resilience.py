@@ -2,15 +2,14 @@
 stall the others."""
 
 import asyncio
-import base64
 import json
 import os
 import shutil
-import socket
 
 import httpx
 import websockets
 
+from bench.service_process import never_reading_websocket
 from service.api import create_app
 from service.config import Settings
 from tests.server import get_json, running_server, wait_for
@@ -33,25 +32,11 @@ def test_a_source_that_fails_and_comes_back_is_reopened(astronaut_clip, tmp_path
         assert httpx.get(base + "/healthz").status_code == 200
 
 
-def _raw_websocket_that_never_reads(base: str) -> socket.socket:
-    """A client that completes the handshake and then never reads, with a tiny receive buffer, so the server's
-    writes to it back up quickly."""
-    host, port = base.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    assert b"101" in sock.recv(1024).split(b"\r\n")[0]
-    return sock
-
-
 def test_a_slow_websocket_client_loses_events_and_does_not_stall_others(astronaut_clip):
     # Frequent heartbeats and a small per-client queue make the slow client fall behind within seconds.
     settings = Settings(_env_file=None, heartbeat_s=0.002, subscriber_queue=8)
     with running_server(create_app(settings, sources=[f"face={astronaut_clip}"]), send_buffer=4096) as base:
-        slow = _raw_websocket_that_never_reads(base)
+        slow = never_reading_websocket(base)
         try:
             def dropped():
                 text = httpx.get(base + "/metrics").text
@@ -81,7 +66,7 @@ def test_a_client_that_never_reads_is_disconnected_and_counted(astronaut_clip):
     settings = Settings(_env_file=None, heartbeat_s=0.05)
     app = create_app(settings, sources=[f"face={astronaut_clip}"])
     with running_server(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as base:
-        silent = _raw_websocket_that_never_reads(base)
+        silent = never_reading_websocket(base)
         try:
             def lost() -> float:
                 text = httpx.get(base + "/metrics").text
