@@ -39,20 +39,22 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     emotions = EmotionStage(settings, engine)
     # Overlapping windows share frames: each is encoded once where the bundle allows.
     cache = FrameFeatureCache(settings.frame_cache_frames)
+
+    def classify(windows):  # the events the track's event rate lets through
+        return [e for e in emotions.classify([(source, w) for w in windows], cache, timer) if e is not None]
+
     bar = tqdm(total=info.frame_count, unit="frame", desc=f"analyze {path.name}", disable=not progress, leave=False)
     for _, result in faces:
         bar.update(faces.decoded - bar.n)
         events.extend(result.lifecycle)
         pending.extend(result.windows)
         if len(pending) >= settings.max_batch:
-            events.extend(e for e in emotions.classify([(source, w) for w in pending], cache, timer)
-                          if e is not None)
+            events.extend(classify(pending))
             pending = []
     bar.close()
     result = faces.finish()
     events.extend(result.lifecycle)
-    events.extend(e for e in emotions.classify([(source, w) for w in pending + result.windows], cache, timer)
-                  if e is not None)
+    events.extend(classify(pending + result.windows))
     events.sort(key=event_time)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(
