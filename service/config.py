@@ -120,7 +120,26 @@ class Settings(BaseSettings):
     yunet_model: Path | None = Field(None, description="OpenCV YuNet .onnx file (face_detection_yunet_2023mar.onnx)")
     detection_score: float = Field(0.5, ge=0, le=1, description="minimum detector score (SCRFD, YuNet)")
     min_face: int = Field(40, ge=8, description="smallest face side in pixels")
+    # 1/12: 40 px at 640x480 (as min_face), 60 px at 1280x720, 90 px at 1920x1080: about 2.5 m from a webcam at any
+    # resolution, where min_face alone made an HD frame's detector input (and cost) grow for faces nobody asked for.
+    min_face_fraction: float = Field(1 / 12, ge=0, lt=1, description="BlazeFace: smallest face side as a share of "
+                                     "the frame's shorter side, when more than min_face (0: min_face alone)")
     detect_max_side: int = Field(640, ge=64, description="frames are downscaled to this longest side for detection")
+    # Searched around known faces in between (service/detect/regions.py): docs/DETECTION.md, "Where the detector
+    # looks", has the cost and the faces found for each value.
+    detect_every: int = Field(8, ge=1, description="while faces are followed, the whole frame is searched every "
+                              "this many sampled frames (newcomers are found then); in between only a region around "
+                              "each face already known. 1: the whole frame every time")
+    detect_every_empty: int = Field(4, ge=1, description="the same while no face is known (how soon someone "
+                                    "stepping into view is seen); frames in between cost nothing")
+    # The sample clip's face moves less than 4% of its side between sampled frames in 94% of them (detector jitter
+    # is 1-2%); a person walking does not (bench regions: faces in motion).
+    hold_shift: float = Field(0.04, ge=0, lt=1, description="a known face that stayed within this share of its side "
+                              "over the last two searches is not searched on the next sampled frame between "
+                              "whole-frame passes (its box is kept for it, never two frames in a row); 0: always")
+    region_scale: float = Field(3.0, ge=1.5, le=6, description="side of the region searched around a known face, "
+                                "in face box sides (3: found again after moving up to one side between two sampled "
+                                "frames)")
     detect_threads: int = Field(1, ge=0, description="ONNX Runtime threads of the BlazeFace detector (0: ONNX "
                                 "Runtime decides)")
     opencv_threads: int = Field(1, ge=0, description="OpenCV's worker threads (resizing, Haar); 1: none, work stays in "
@@ -130,8 +149,6 @@ class Settings(BaseSettings):
     keypoint_check: bool = Field(True, description="BlazeFace: drop faces whose keypoints are not in a face's "
                                  "geometry (eye line within face_max_roll, nose and mouth below the eyes)")
     face_max_roll: float = Field(45.0, gt=0, le=180, description="steepest eye line (degrees) of a face kept")
-    min_face_fraction: float = Field(0.0, ge=0, lt=1, description="BlazeFace: smallest face side as a share of the "
-                                     "frame's shorter side (0: min_face alone)")
     blazeface_score: float | None = Field(None, ge=0, le=1, description="least score of a BlazeFace face (None: "
                                           "0.6, both ranges); faces below track_start_score only continue tracks")
     track_start_score: float = Field(0.6, ge=0, le=1, description="a track is born only from a detection this "
@@ -170,6 +187,11 @@ class Settings(BaseSettings):
                           "service/valence_arousal.py and docs/ROS.md")
 
     # Queues, watchdog, reconnects (live sources)
+    # One thread decodes a 1280x720 H.264 frame in 2.2 ms of CPU, FFmpeg's default pool (one per core) in 3.0 ms: the
+    # pool only buys latency a 25-30 fps camera does not need (bench live_cpu).
+    decode_threads: int = Field(1, ge=0, description="FFmpeg threads decoding each file or network stream (0: "
+                                "FFmpeg's choice, one per core; for 4K streams whose frames take longer than a "
+                                "frame period on one core)")
     frame_queue: int = Field(2, ge=1, description="sampled frames waiting per source; older ones are dropped")
     window_queue: int = Field(32, ge=1, description="windows waiting for inference; older ones are dropped")
     subscriber_queue: int = Field(256, ge=1, description="events a slow websocket client may lag before losing some")

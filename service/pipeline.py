@@ -18,6 +18,7 @@ from service.bundle import BundleSpec
 from service.config import Settings
 from service.crops import CropPolicy, crop_scene, declared_crop
 from service.detect.base import FaceDetector, as_bgr
+from service.detect.regions import RegionSearch
 from service.errors import ClipCancelled, ClipError
 from service.events import TrackEvent
 from service.ingest import ClipDecoder, Frame, FrameSampler
@@ -73,6 +74,9 @@ class FacePipeline:
             raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
         self.detector, self.tracker = detector, tracker
+        self.search = RegionSearch(detector, settings.detect_every, settings.region_scale, settings.min_face,
+                                   settings.detect_every_empty, settings.hold_shift)
+        self._previous_faces: list[tuple[float, float, float, float]] = []  # every detection of the frame before
         self._track_ids = track_ids if track_ids is not None else itertools.count(1)
         self._public_ids: dict[int, int] = {}  # the tracker's id -> the id in events, windows and state
         self.timer = timer or StageTimer()
@@ -91,7 +95,11 @@ class FacePipeline:
         self.frames_processed += 1
         image = as_bgr(image)  # grey and BGRA frames too
         with self.timer.time("detect"):
-            detections = self.detector.detect(image)
+            # Between whole-frame passes the detector looks where faces were: the frame before's detections (new
+            # candidates included) and the last box of every track (one missed a frame).
+            known = self._previous_faces + [box for _, box in self._last_seen.values()]
+            detections = self.search.detect(image, known)
+        self._previous_faces = [d.box for d in detections]
         with self.timer.time("track"):
             update = self.tracker.update(detections, image)
         for tracker_id in update.lost:
@@ -124,6 +132,7 @@ class FacePipeline:
     def finish(self) -> FrameResult:
         """End of the source: every live track ends, short ones get their stretched window."""
         result = FrameResult()
+        self._previous_faces = []
         for tracker_id in self.tracker.flush():
             self._end_track(self._public_ids.pop(tracker_id), result)
         return result

@@ -71,3 +71,25 @@ def test_live_cpu_suite_runs_the_live_service_and_splits_its_cpu_by_thread(tmp_p
     shares = row["cpu_percent_of_one_core"]
     assert row["frames_read"] > 0 and shares["process"] > 0 and shares["faces"] > 0
     assert sum(v for k, v in shares.items() if k != "process") == pytest.approx(shares["process"], abs=0.1)
+    assert sum(row["faces_by_stage"].values()) == pytest.approx(shares["faces"], abs=0.05)
+    assert 0 < row["whole_frame_share"] <= 1 and row["settings"]["detect_every"] == settings.detect_every
+
+
+def test_live_cpu_suite_measures_the_whole_service_with_a_websocket_client_reading():
+    from bench import live_cpu
+    from service.config import SAMPLE_CLIP
+
+    row = live_cpu.measure_service(SAMPLE_CLIP, websocket=True, seconds=2.0, warm_up_s=3.0)
+    assert row["process"] > 0 and row["messages_received"] >= 1  # a heartbeat or an event at least
+
+
+def test_regions_suite_measures_arrival_and_motion_per_configuration():
+    from bench import regions
+
+    settings = {"detect_every": 4, "detect_every_empty": 2}
+    empty, beside = regions.arrival(settings, 8.0, beside=False), regions.arrival(settings, 8.0, beside=True)
+    assert len(empty["delays_frames"]) == 2 and len(beside["delays_frames"]) == 4  # one per phase
+    assert empty["never"] == beside["never"] == 0 and 0 < empty["mean_s"] <= empty["worst_s"]
+    assert beside["worst_s"] > empty["worst_s"]  # newcomers beside someone wait for the rarer pass
+    still = regions.motion(settings, 0, 8.0, seconds=1.5)
+    assert still["tracks"] == 1 and still["followed"] == 1.0

@@ -216,7 +216,8 @@ def test_detector_and_opencv_threads_come_from_the_settings():
 
 # ---- BlazeFace range "auto": short range on small inputs, full range too on HD frames -----------------------------
 
-from service.detect.blazeface import AutoRangeBlazeFace, keep_highest  # noqa: E402
+from service.detect.base import keep_highest  # noqa: E402
+from service.detect.blazeface import AutoRangeBlazeFace  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_track_new_is_published_with_the_first_tracked_face_only_once_the_face_c
     def check(image, box):
         return 0.9 if box[0] in looks_like.get(current["i"], ()) else 0.1
 
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, detect_every=1, detect_every_empty=1)  # the script knows whole frames only
     tracker = ConfirmingTracker(IouTracker(min_hits=1), min_hits=2, start_score=0.6, check=check, check_score=0.6)
     pipeline = FacePipeline("s", None, settings, Script([[face(), face(400)]] * 6), tracker,
                             crop=CropPolicy(16, 1, 0.2))

@@ -20,10 +20,20 @@ class Detection:
 
 class FaceDetector(ABC):
     name: str
+    min_face: int = 0  # smallest face side (pixels of the image given to detect()) it reports
+    # Whether searching a small crop costs less than the whole frame (the input follows the image's size). SCRFD's
+    # fixed 640x640 input does not: service/detect/regions.py then searches the whole frame every time.
+    searches_crops_cheaply: bool = True
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 image, best first."""
+
+    def keeps(self, detection: Detection, height: int, width: int) -> bool:
+        """Whether a face of a (height x width) frame is one this detector reports there, by size: detect() applies
+        it to the frame it is given; region searches (service/detect/regions.py) apply it in the frame's pixels
+        to faces found in a scaled crop."""
+        return min(detection.box[2], detection.box[3]) >= self.min_face
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -57,3 +67,49 @@ def rescale(detection: Detection, scale: float) -> Detection:
     x, y, w, h = detection.box
     landmarks = tuple((px * scale, py * scale) for px, py in detection.landmarks) if detection.landmarks else None
     return Detection((x * scale, y * scale, w * scale, h * scale), detection.score, landmarks)
+
+
+def box_ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box with each of boxes (all x1, y1, x2, y2)."""
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def keep_highest(faces: list[Detection], iou: float = 0.3) -> list[Detection]:
+    """Faces of several searches as one list, best first: of faces whose boxes overlap by IoU > `iou`, the one of
+    highest score (with its keypoints)."""
+    faces = sorted(faces, key=lambda f: -f.score)
+    if not faces:
+        return []
+    corners = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)], np.float64)
+    kept: list[int] = []
+    for i in range(len(faces)):
+        if not kept or (box_ious(corners[i], corners[kept]) <= iou).all():
+            kept.append(i)
+    return [faces[i] for i in kept]
+
+
+def crop_around(image: np.ndarray, box: tuple[float, float, float, float], scale: float,
+                size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """A size x size crop centred on `box`, `scale` times its longest side (black beyond the frame), and how it maps
+    the frame: crop pixel = frame pixel * zoom + offset."""
+    x, y, w, h = box
+    zoom = size / (scale * max(w, h, 1e-6))
+    offset = (size / 2 - zoom * (x + w / 2), size / 2 - zoom * (y + h / 2))
+    matrix = np.array([[zoom, 0, offset[0]], [0, zoom, offset[1]]], np.float64)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
+    return crop, zoom, offset
+
+
+def from_crop(detection: Detection, zoom: float, offset: tuple[float, float]) -> Detection:
+    """A face found in crop_around's crop, in the frame's pixels."""
+    ox, oy = offset
+    x, y, w, h = detection.box
+    landmarks = (tuple(((px - ox) / zoom, (py - oy) / zoom) for px, py in detection.landmarks)
+                 if detection.landmarks else None)
+    return Detection(((x - ox) / zoom, (y - oy) / zoom, w / zoom, h / zoom), detection.score, landmarks)

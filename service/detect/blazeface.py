@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector, as_bgr
-from service.detect.checks import keypoints_plausible, large_enough
+from service.detect.base import Detection, FaceDetector, as_bgr, box_ious, keep_highest
+from service.detect.checks import keypoints_plausible
 from service.errors import DetectorError
 
 DETECTORS_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
@@ -110,15 +110,6 @@ def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, m
     return _weighted_nms(corners, points, scores, iou)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _weighted_nms(corners: np.ndarray, points: np.ndarray, scores: np.ndarray, iou: float) -> list[Detection]:
     order = np.argsort(-scores, kind="stable")
     corners, points, scores = corners[order], points[order], scores[order]
@@ -126,7 +117,7 @@ def _weighted_nms(corners: np.ndarray, points: np.ndarray, scores: np.ndarray, i
     remaining = np.arange(len(scores))
     while remaining.size:
         best = remaining[0]
-        overlapping = _iou(corners[best], corners[remaining]) > iou
+        overlapping = box_ious(corners[best], corners[remaining]) > iou
         group = remaining[overlapping]
         weights = scores[group][:, None]
         box = (corners[group] * weights).sum(0) / weights.sum()
@@ -183,9 +174,16 @@ class BlazeFaceFaceDetector(FaceDetector):
         self.input_side, self.max_side = input_side, max_side
         self.max_roll, self.min_face_fraction = max_roll, min_face_fraction
 
+    def smallest_face(self, height: int, width: int) -> float:
+        """The smallest face side searched for in a frame of this size: min_face, or min_face_fraction of the
+        frame's shorter side if that is more (the same person at the same distance, whatever the resolution)."""
+        return max(self.min_face, self.min_face_fraction * min(height, width))
+
     def needed_side(self, height: int, width: int) -> float:
-        """The input's longest side at which faces of min_face pixels are found (at least the model's own size)."""
-        return max(self.config.input_size, max(height, width) * self.config.smallest_face / self.min_face)
+        """The input's longest side at which faces of smallest_face pixels are found (at least the model's own
+        size)."""
+        return max(self.config.input_size,
+                   max(height, width) * self.config.smallest_face / self.smallest_face(height, width))
 
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         align = self.config.align
@@ -236,16 +234,17 @@ class BlazeFaceFaceDetector(FaceDetector):
         for face in decode(*self.raw_outputs(tensor), anchors, self.score):
             x, y, w, h = face.box
             box = self.face_box(((x - x0) / scale, (y - y0) / scale, w / scale, h / scale))
-            if box[2] < MIN_FACE_SLACK * self.min_face:
-                continue
             points = tuple(((px - x0) / scale, (py - y0) / scale) for px, py in face.landmarks)
             detection = Detection(box, face.score, points)
-            if self.max_roll is not None and not keypoints_plausible(detection, self.max_roll):
+            if not self.keeps(detection, *image.shape[:2]):
                 continue
-            if not large_enough(detection, *image.shape[:2], self.min_face_fraction):
+            if self.max_roll is not None and not keypoints_plausible(detection, self.max_roll):
                 continue
             found.append(detection)
         return found
+
+    def keeps(self, detection: Detection, height: int, width: int) -> bool:
+        return detection.box[2] >= MIN_FACE_SLACK * self.smallest_face(height, width)
 
 
 class AutoRangeBlazeFace(FaceDetector):
@@ -268,6 +267,9 @@ class AutoRangeBlazeFace(FaceDetector):
                                            max_side=min(max_side, short_max_input), **checks)
         self.full = BlazeFaceFaceDetector("full", min_face=min_face, threads=threads, max_side=max_side, **checks)
 
+    def keeps(self, detection: Detection, height: int, width: int) -> bool:
+        return self.short.keeps(detection, height, width)
+
     def needs_full(self, height: int, width: int) -> bool:
         """Whether faces of min_face pixels need a larger input than short range's cap (never above the frame's own
         size or max_side)."""
@@ -279,19 +281,6 @@ class AutoRangeBlazeFace(FaceDetector):
             return []
         found = self.short.detect(image)
         if self.needs_full(*image.shape[:2]):
-            found = keep_highest(found + self.full.detect(image))
+            found = keep_highest(found + self.full.detect(image), NMS_IOU)
         return found
 
-
-def keep_highest(faces: list[Detection], iou: float = NMS_IOU) -> list[Detection]:
-    """Faces of two detectors as one list, best first: of faces whose boxes overlap by IoU > `iou`, the one of highest
-    score (with its keypoints)."""
-    faces = sorted(faces, key=lambda f: -f.score)
-    if not faces:
-        return []
-    corners = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)], np.float64)
-    kept: list[int] = []
-    for i in range(len(faces)):
-        if not kept or (_iou(corners[i], corners[kept]) <= iou).all():
-            kept.append(i)
-    return [faces[i] for i in kept]

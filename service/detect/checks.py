@@ -2,7 +2,6 @@
 
 - `keypoints_plausible`: the detector's keypoints in a face's geometry: the eye line no steeper than a tilted head,
   nose and mouth below the eyes, the mouth below the nose, all of them on the face's box.
-- `large_enough`: a face of at least a share of the frame's shorter side (HD frames: min_face alone is tiny there).
 - `FaceLikeCrop`: a second look at a candidate: the crop around its box, scaled so the face is a third of BlazeFace
   full range's own 192x192 input (the scale the model was trained for), searched again. A real face scores high at
   any size it was found at; backgrounds that looked like faces at one scale (galaxies, a building, a collar) rarely
@@ -16,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from service.detect.base import Detection
+from service.detect.base import Detection, crop_around
 
 
 def keypoints_plausible(detection: Detection, max_roll: float) -> bool:
@@ -45,10 +44,6 @@ def keypoints_plausible(detection: Detection, max_roll: float) -> bool:
     return bool(inside.all())
 
 
-def large_enough(detection: Detection, height: int, width: int, min_fraction: float) -> bool:
-    return detection.box[2] >= min_fraction * min(height, width)
-
-
 class FaceLikeCrop:
     """BlazeFace full range's score for a face at the centre of a crop `scale` times the candidate's box side,
     scaled to the model's own input (0: nothing face-like there)."""
@@ -61,12 +56,7 @@ class FaceLikeCrop:
         self.size = self.model.config.input_size
 
     def crop(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        x, y, w, h = box
-        zoom = self.size / (self.scale * max(w, h, 1e-6))
-        matrix = np.array([[zoom, 0, self.size / 2 - zoom * (x + w / 2)],
-                           [0, zoom, self.size / 2 - zoom * (y + h / 2)]], np.float64)
-        return cv2.warpAffine(image, matrix, (self.size, self.size),
-                              flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return crop_around(image, box, self.scale, self.size)[0]
 
     def score(self, image: np.ndarray, box: tuple[float, float, float, float]) -> float:
         from service.detect.blazeface import decode, ssd_anchors

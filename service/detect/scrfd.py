@@ -31,6 +31,7 @@ def resolve_model_file(path: Path) -> Path:
 
 class ScrfdFaceDetector(FaceDetector):
     name = "scrfd"
+    searches_crops_cheaply = False  # insightface scales every image to the fixed input_size
 
     def __init__(self, model: Path, score: float = 0.5, min_face: int = 40, input_size: int = 640,
                  providers: list[str] | None = None):

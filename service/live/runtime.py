@@ -57,7 +57,8 @@ class LiveRuntime:
                  observe_batch: Callable[[int], None] | None = None,
                  observe_frame_to_event: Callable[[float], None] | None = None):
         self.settings, self.engine = settings, engine
-        self.opener = opener or functools.partial(open_capture, timeout_ms=settings.capture_timeout_ms)
+        self.opener = opener or functools.partial(open_capture, timeout_ms=settings.capture_timeout_ms,
+                                                   decode_threads=settings.decode_threads)
         self._t0 = time.monotonic()
         self.state = LiveState()
         self.bus = EventBus(settings.subscriber_queue)

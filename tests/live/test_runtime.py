@@ -178,9 +178,9 @@ def test_the_knobs_reach_their_components(settings, tmp_path):
     from service.metrics import StageTimer
 
     tuned = Settings(_env_file=None, track_silence_s=1.5, clip_jobs_kept=7, frame_cache_frames=99,
-                     smoother_max_tracks=5, capture_timeout_ms=1234)
+                     smoother_max_tracks=5, capture_timeout_ms=1234, decode_threads=2)
     runtime = LiveRuntime(tuned, create_engine(settings), ["0"])
-    assert runtime.opener.keywords == {"timeout_ms": 1234}
+    assert runtime.opener.keywords == {"timeout_ms": 1234, "decode_threads": 2}
     assert runtime.inference.frame_cache.capacity == 99 and runtime.emotions.smoother.max_tracks == 5
     worker = runtime.new_face_worker(runtime.specs[0], BoundedQueue(2), StageTimer())
     assert worker.silence_s == 1.5

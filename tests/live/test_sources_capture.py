@@ -131,3 +131,49 @@ def test_a_silent_source_ends_its_tracks():
     worker.stop()
     worker.join(5)
     assert [e.type for e in published] == ["track_lost"] and state.tracks("cam")[0] == []
+
+
+class GrabbingCamera(FakeCamera):
+    """OpenCV's split read: grab() takes the next frame, retrieve() converts it; both counted."""
+
+    def __init__(self, frames: int):
+        super().__init__(frames)
+        self.grabbed = self.retrieved = 0
+
+    def grab(self):
+        ok, _ = self.read()
+        self.grabbed += ok
+        return ok
+
+    def retrieve(self):
+        self.retrieved += 1
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+
+def test_only_the_frames_the_sampler_keeps_are_converted():
+    camera = GrabbingCamera(40)
+    out = BoundedQueue(1000)
+    capture = CaptureThread(parse_source("0"), out, sample_fps=20, clock=time.monotonic, opener=lambda spec: camera)
+    capture.start()
+    while capture.frames_read < 40 and capture.is_alive():
+        time.sleep(0.01)
+    capture.stop()
+    capture.join(5)
+    assert camera.grabbed == capture.frames_read == 40
+    assert 0 < camera.retrieved == capture.frames_sampled == len(out) < 40
+    assert all(frame.image.shape == (48, 64, 3) for frame in out.drain(1000))
+
+
+def test_files_and_streams_are_decoded_by_the_configured_number_of_ffmpeg_threads(monkeypatch):
+    import cv2
+
+    from service.ingest import capture as capture_module
+    from service.ingest.capture import open_capture
+
+    opened = []
+    monkeypatch.setattr(capture_module.cv2, "VideoCapture", lambda *args: opened.append(args))
+    open_capture(parse_source("rtsp://cam/x"), timeout_ms=800, decode_threads=1)
+    open_capture(parse_source("0"), decode_threads=3)
+    (uri, backend, params), camera = opened
+    assert backend == cv2.CAP_FFMPEG and params[:2] == [cv2.CAP_PROP_N_THREADS, 1] and 800 in params
+    assert camera == (0,)  # a camera is opened as OpenCV chooses (no FFmpeg decoding of its own)
