@@ -151,13 +151,16 @@ class LiveRuntime:
         with self._lock:
             if not self._started:
                 return
+            # The watchdog first, and joined: in the middle of a check it would take a thread stopped here for one
+            # that died, and start a new one that outlives the runtime.
             self.watchdog.stop()
+            if self.watchdog.is_alive():
+                self.watchdog.join(timeout)
             for runner in self.runners.values():
                 runner.capture.stop()
                 runner.worker.stop()
             self.inference.stop()
-            for thread in [self.watchdog, self.inference] + [t for r in self.runners.values()
-                                                             for t in (r.capture, r.worker)]:
+            for thread in [self.inference] + [t for r in self.runners.values() for t in (r.capture, r.worker)]:
                 if thread.is_alive():
                     thread.join(timeout)
             for sink in self.sinks:

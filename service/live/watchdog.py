@@ -66,6 +66,8 @@ class Watchdog(threading.Thread):
             reason = restart_reason(item.health(), now, self.stall_s)
             if reason is None:
                 continue
+            if self._stop_event.is_set():
+                return  # stopping: what stopped meanwhile did not die
             if item.last_restart is not None and now - item.last_restart < self.retry_interval_s:
                 continue  # give the last restart time to take effect
             log.warning("watchdog: restarting %s (%s)", item.name, reason)

@@ -30,6 +30,31 @@ def test_watchdog_restarts_with_spacing_and_counts():
     assert dog.restarts == {"capture:cam": 3} and "no progress" in dog.last_reasons["capture:cam"]
 
 
+def test_a_stopping_watchdog_restarts_nothing_and_a_stopped_runtime_leaves_no_thread_behind():
+    restarts = []
+    dog = Watchdog(clock=lambda: 0.0)
+    # The runtime stops its threads while the watchdog may be in the middle of a check: they look dead.
+    dog.watch("capture:cam", lambda: (dog.stop(), Health(False, 0.0))[1], lambda: restarts.append("capture"))
+    dog.watch("faces:cam", lambda: Health(False, 0.0), lambda: restarts.append("faces"))
+    dog.check()
+    assert restarts == [] and dog.restarts == {}
+
+    import threading
+    import time
+
+    from service.config import Settings
+    from service.inference import create_engine
+    from service.live.runtime import LiveRuntime
+
+    settings = Settings(_env_file=None, watchdog_interval_s=0.05, watchdog_retry_s=0.0, reconnect_backoff_s=0.05)
+    runtime = LiveRuntime(settings, create_engine(settings), ["idle=rtsp://127.0.0.1:9/none"])
+    runtime.start()
+    time.sleep(0.3)
+    runtime.stop()
+    time.sleep(0.3)
+    assert not [t.name for t in threading.enumerate() if t.name in ("capture-idle", "faces-idle", "watchdog")]
+
+
 def test_ema_and_hysteresis():
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     assert np.allclose(ema(None, a, 0.3), a) and np.allclose(ema(a, b, 0.3), [0.7, 0.3])
