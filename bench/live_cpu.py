@@ -72,11 +72,15 @@ def cpu_shares(before, after, wall: float) -> dict[str, float]:
     return {role: round(100 * seconds / wall, 2) for role, seconds in roles.items()}
 
 
+def _delta(before: dict, after: dict, stage: str, key: str = "seconds") -> float:
+    """A stage's seconds (or calls) between two StageTimer.summary()s."""
+    return after.get(stage, {}).get(key, 0) - before.get(stage, {}).get(key, 0)
+
+
 def stage_split(thread_share: float, before: dict, after: dict, stages: tuple[str, ...]) -> dict[str, float]:
-    """A thread's CPU share split in proportion to its stages' wall time between two StageTimer.summary()s; what
-    the stages do not cover (queues, windows, events) is "rest"."""
-    spent = {name: after.get(name, {}).get("seconds", 0.0) - before.get(name, {}).get("seconds", 0.0)
-             for name in stages}
+    """A thread's CPU share split in proportion to its stages' wall time between two StageTimer.summary()s (the
+    little the stages do not cover, such as queueing windows, goes to them pro rata)."""
+    spent = {name: _delta(before, after, name) for name in stages}
     return {name: round(thread_share * seconds / max(sum(spent.values()), 1e-9), 2) for name, seconds in spent.items()}
 
 
@@ -111,13 +115,10 @@ def measure(source: Path, settings: Settings, engine, seconds: float = SECONDS, 
                                                 if k in BEFORE or k == "min_face"},
             "wall_s": round(wall, 1), "cpu_percent_of_one_core": shares,
             "faces_by_stage": stage_split(shares.get("faces", 0.0), stages_before, stages, ("detect", "track", "crop")),
-            "detect_ms_per_sampled_frame": round(1000 * (stages["detect"]["seconds"]
-                                                         - stages_before.get("detect", {}).get("seconds", 0.0))
-                                                 / max(sampled, 1), 2),
-            "whole_frame_share": round(detector.whole_frames / max(detector.calls, 1), 3),
-            "infer_ms_per_call": round(1000 * (infer["infer"]["seconds"] - infer_before.get("infer", {}).get("seconds", 0))
-                                       / max(infer["infer"]["calls"] - infer_before.get("infer", {}).get("calls", 0), 1),
-                                       2) if "infer" in infer else None,
+            "detect_ms_per_sampled_frame": round(1000 * _delta(stages_before, stages, "detect") / max(sampled, 1), 2),
+            "whole_frame_share": round(detector.whole_frames / max(detector.calls, 1), 3),  # since the start
+            "infer_ms_per_call": round(1000 * _delta(infer_before, infer, "infer")
+                                       / max(_delta(infer_before, infer, "infer", "calls"), 1), 2),
             "frames_read": src.frames_read - src_before.frames_read, "frames_sampled": sampled,
             "windows": status.windows_classified - status_before.windows_classified,
             "events": status.events_published - status_before.events_published,
