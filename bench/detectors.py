@@ -36,7 +36,8 @@ from service.track import create_tracker
 
 DETECTORS = {"haar": {"detector": "haar"}, "blazeface-short": {"detector": "blazeface", "blazeface_range": "short"},
              "blazeface-full": {"detector": "blazeface", "blazeface_range": "full"}}
-BEFORE = {"detector": "haar", "opencv_threads": 0, "detect_every": 1}  # the defaults before the embedded BlazeFace
+# The defaults before the embedded BlazeFace (and before issue 24's region search).
+BEFORE = {"detector": "haar", "opencv_threads": 0, "detect_every": 1, "detect_every_empty": 1, "hold_shift": 0.0}
 
 
 class TimedDetector(FaceDetector):
@@ -63,7 +64,7 @@ def _centre_inside(box, truth) -> bool:
 def _timed_pipeline(settings: Settings) -> tuple[FacePipeline, TimedDetector]:
     """The face loop with every call of its detector timed, searching the whole of every frame (detect_every 1:
     this compares detectors frame for frame; bench live_cpu and bench phantoms measure the region search)."""
-    settings = settings.model_copy(update={"detect_every": 1})
+    settings = settings.model_copy(update={"detect_every": 1, "detect_every_empty": 1})
     detector = TimedDetector(create_detector(settings))
     return FacePipeline("bench", None, settings, detector, create_tracker(settings),
                         crop=CropPolicy(64, 1, settings.face_margin)), detector
