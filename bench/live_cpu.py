@@ -105,7 +105,7 @@ def measure(source: Path, settings: Settings, engine, seconds: float = SECONDS, 
         after, wall = thread_cpu(), time.monotonic() - wall
         status = runtime.snapshot()
         stages, infer = runner.timer.summary(), runtime.inference.timer.summary()
-        detector = runner.worker.pipeline.search
+        search = runner.worker.pipeline.search  # its counts since the start
     finally:
         runtime.stop()
     src, src_before = next(iter(status.sources.values())), next(iter(status_before.sources.values()))
@@ -116,7 +116,7 @@ def measure(source: Path, settings: Settings, engine, seconds: float = SECONDS, 
             "wall_s": round(wall, 1), "cpu_percent_of_one_core": shares,
             "faces_by_stage": stage_split(shares.get("faces", 0.0), stages_before, stages, ("detect", "track", "crop")),
             "detect_ms_per_sampled_frame": round(1000 * _delta(stages_before, stages, "detect") / max(sampled, 1), 2),
-            "whole_frame_share": round(detector.whole_frames / max(detector.calls, 1), 3),  # since the start
+            "whole_frame_share": round(search.counts.whole / max(search.calls, 1), 3),
             "infer_ms_per_call": round(1000 * _delta(infer_before, infer, "infer")
                                        / max(_delta(infer_before, infer, "infer", "calls"), 1), 2),
             "frames_read": src.frames_read - src_before.frames_read, "frames_sampled": sampled,

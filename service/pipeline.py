@@ -18,7 +18,7 @@ from service.bundle import BundleSpec
 from service.config import Settings
 from service.crops import CropPolicy, crop_scene, declared_crop
 from service.detect.base import FaceDetector, as_bgr
-from service.detect.regions import RegionSearch
+from service.detect.regions import RegionSearch, SearchCounts
 from service.errors import ClipCancelled, ClipError
 from service.events import TrackEvent
 from service.ingest import ClipDecoder, Frame, FrameSampler
@@ -66,16 +66,16 @@ class FacePipeline:
 
     def __init__(self, source: str, spec: BundleSpec | None, settings: Settings, detector: FaceDetector,
                  tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None,
-                 track_ids: Iterator[int] | None = None):
+                 track_ids: Iterator[int] | None = None, search_counts: SearchCounts | None = None):
         """`track_ids`: where the ids that events carry come from (default 1, 2, ...). A live source passes one
         counter to every pipeline it ever has, so a restarted face worker's tracker (which counts from 1 again)
-        never reuses the id of a person seen before."""
+        never reuses the id of a person seen before; and one `search_counts` (the detector's searches by kind)."""
         if spec is None and crop is None:
             raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
         self.detector, self.tracker = detector, tracker
         self.search = RegionSearch(detector, settings.detect_every, settings.region_scale, settings.min_face,
-                                   settings.detect_every_empty, settings.hold_shift)
+                                   settings.detect_every_empty, settings.hold_shift, search_counts)
         self._previous_faces: list[tuple[float, float, float, float]] = []  # every detection of the frame before
         self._track_ids = track_ids if track_ids is not None else itertools.count(1)
         self._public_ids: dict[int, int] = {}  # the tracker's id -> the id in events, windows and state

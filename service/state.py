@@ -113,6 +113,9 @@ class SourceStatus(BaseModel):
     frame_width: int
     tracks: list[TrackStatus]
     label_changes: int = Field(0, description="times a track's published label changed")
+    detector_searches: dict[str, int] = Field(default_factory=dict, description="face detector searches since the "
+                                              "start by kind: whole (the whole frame), region (around one known "
+                                              "face), held (a still face's frame not searched)")
 
 
 class RuntimeStatus(BaseModel):

@@ -41,7 +41,7 @@ def test_the_whole_frame_is_searched_on_schedule_and_only_regions_in_between():
     calls = len(detector.shapes)
     found = [search.detect(FRAME, []) for _ in range(4)]
     assert len(detector.shapes) == calls + 2 and found[1] == [] and found[3] == []
-    assert search.whole_frames == 4 and search.regions_searched == 6 and search.calls == 12
+    assert (search.counts.whole, search.counts.region, search.counts.held, search.calls) == (4, 6, 0, 12)
 
 
 def test_a_face_found_in_a_region_comes_back_in_the_frame_s_pixels_and_by_the_frame_s_size_rule():
@@ -124,15 +124,15 @@ def test_a_still_face_is_searched_every_other_frame_and_a_moving_one_every_frame
     search = RegionSearch(still, every=100, min_face=40, hold_shift=0.04)
     faces = [search.detect(FRAME, [(280.0, 200.0, 80.0, 80.0)]) for _ in range(7)]
     # Whole frame, then a region search (the same face: still), a held frame, a search, a held frame, ...
-    assert len(still.shapes) == 4 and search.held == 3 and all(len(f) == 1 for f in faces)
+    assert len(still.shapes) == 4 and search.counts.held == 3 and all(len(f) == 1 for f in faces)
     assert faces[2] == faces[1]  # the held frame keeps the last search's face
     never = RegionSearch(Recorder(side=80.0), every=100, min_face=40, hold_shift=0.0)
     for _ in range(7):
         never.detect(FRAME, [(280.0, 200.0, 80.0, 80.0)])
-    assert never.held == 0 and never.regions_searched == 6
+    assert never.counts.held == 0 and never.counts.region == 6
     moving = RegionSearch(Mover(step=8.0), every=100, min_face=40, hold_shift=0.04)
     box = (100.0, 100.0, 80.0, 80.0)
     for _ in range(6):
         (face,) = moving.detect(FRAME, [box])
         box = face.box
-    assert moving.held == 0  # 8 px a frame is 10% of the face's side
+    assert moving.counts.held == 0  # 8 px a frame is 10% of the face's side

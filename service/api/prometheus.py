@@ -51,6 +51,13 @@ class RuntimeCollector(Collector):
             for source, values in snap.sources.items():
                 metric.add_metric([source], float(getattr(values, key)))
             yield metric
+        searches = CounterMetricFamily("emotion_detector_searches", "face detector searches by kind: whole (the "
+                                       "whole frame), region (around one known face), held (a still face's frame "
+                                       "not searched)", labels=["source", "kind"])
+        for source, values in snap.sources.items():
+            for kind, count in values.detector_searches.items():
+                searches.add_metric([source, kind], count)
+        yield searches
         tracks = GaugeMetricFamily("emotion_tracks", "faces tracked now", labels=["source"])
         for source, values in snap.sources.items():
             tracks.add_metric([source], len(values.tracks))

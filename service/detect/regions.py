@@ -10,6 +10,7 @@ passes with no face known costs nothing. docs/DETECTION.md has what this costs a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,6 +50,16 @@ def still(now: Sequence[Detection], before: Sequence[Detection], shift: float) -
     return True
 
 
+@dataclass
+class SearchCounts:
+    """Searches by kind: the whole frame, one region around a known face, a still face's frame held (not
+    searched). A live source keeps one for all its face workers (/metrics: emotion_detector_searches_total)."""
+
+    whole: int = 0
+    region: int = 0
+    held: int = 0
+
+
 class RegionSearch:
     """`detect(image, known)`: faces of one sampled frame: the whole frame on the first call and again once `every`
     calls went by since the last whole-frame search (`every_empty` while nothing is `known`), otherwise only around
@@ -60,7 +71,7 @@ class RegionSearch:
     it (never two frames in a row). 0: every frame searched."""
 
     def __init__(self, detector: FaceDetector, every: int = 1, scale: float = 3.0, min_face: int | None = None,
-                 every_empty: int | None = None, hold_shift: float = 0.0):
+                 every_empty: int | None = None, hold_shift: float = 0.0, counts: SearchCounts | None = None):
         every_empty = every if every_empty is None else every_empty
         if min(every, every_empty) < 1:
             raise ValueError(f"every and every_empty must be at least 1, got {every} and {every_empty}")
@@ -71,7 +82,8 @@ class RegionSearch:
         # The known face's side in its region's crop (pixels).
         self.face_side = REGION_FACE_FACTOR * max(min_face if min_face is not None else detector.min_face, 8)
         self.size = max(16, round(scale * self.face_side))
-        self.calls = self.whole_frames = self.regions_searched = self.held = 0
+        self.counts = counts if counts is not None else SearchCounts()
+        self.calls = 0  # sampled frames seen by this search
         self._since_whole: int | None = None  # calls since the last whole-frame search
         self._last: list[Detection] = []  # the faces of the last search
         self._hold_next = False
@@ -82,17 +94,17 @@ class RegionSearch:
         every = self.every if regions else self.every_empty
         if self._since_whole is None or self._since_whole + 1 >= every:
             self._since_whole = 0
-            self.whole_frames += 1
+            self.counts.whole += 1
             return self._searched(self.detector.detect(image))
         self._since_whole += 1
         if self._hold_next:
             self._hold_next = False
-            self.held += 1
+            self.counts.held += 1
             return list(self._last)
         height, width = image.shape[:2]
         found = []
         for box in regions:
-            self.regions_searched += 1
+            self.counts.region += 1
             crop, zoom, offset = crop_around(image, box, self.scale, self.size)
             found += [from_crop(face, zoom, offset) for face in self.detector.detect(crop)]
         return self._searched(keep_highest([face for face in found if self.detector.keeps(face, height, width)]))

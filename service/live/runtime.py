@@ -17,10 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from service.config import SAMPLE_CLIP, Settings
 from service.detect import create_detector
+from service.detect.regions import SearchCounts
 from service.emotions import EmotionStage
 from service.inference.base import Engine
 from service.ingest.queues import BoundedQueue, FullPolicy
@@ -73,6 +75,7 @@ class LiveRuntime:
         # One id counter per source for all its face workers: a restarted one continues the ids, so a new person
         # never takes over the smoothing state or the place in /v1/state of one seen before.
         self._track_ids: dict[str, Iterator[int]] = {}
+        self._search_counts: dict[str, SearchCounts] = {}  # the same: the detector's searches per source
         self.emotions = EmotionStage(settings, engine, self.state)
         self.ended_tracks = EndedTracks(self.emotions, self.windows)
         self.bus.add_sink(self.ended_tracks.note_event)
@@ -116,7 +119,8 @@ class LiveRuntime:
         safely, not even with the worker this one replaces)."""
         pipeline = FacePipeline(spec.name, self.engine.spec, self.settings, create_detector(self.settings),
                                 create_tracker(self.settings), timer,
-                                track_ids=self._track_ids.setdefault(spec.name, itertools.count(1)))
+                                track_ids=self._track_ids.setdefault(spec.name, itertools.count(1)),
+                                search_counts=self._search_counts.setdefault(spec.name, SearchCounts()))
         return FaceWorker(spec.name, frames, pipeline, self.windows, self.state, self.bus.publish, self.clock,
                           self.latest_frames, self.settings.track_silence_s)
 
@@ -206,6 +210,7 @@ class LiveRuntime:
                 frames_skipped=capture.frames_skipped,
                 queue_depth=len(runner.frames), reconnects=capture.reconnects, frame_width=width,
                 label_changes=self.emotions.gate.label_changes[name],
+                detector_searches=asdict(self._search_counts.get(name, SearchCounts())),
                 tracks=[TrackStatus(track_id=t.track_id, box=t.box, first_seen=round(t.first_seen, 3),
                                     last_seen=round(t.last_seen, 3), label=t.label, confidence=t.confidence,
                                     probs=t.probs) for t in sorted(tracks, key=lambda t: t.track_id)])

@@ -28,7 +28,9 @@ def test_metrics_exposes_stage_latency_fps_drops_and_clients(live_server):
                  'emotion_frames_dropped_total{source="face"}', 'emotion_label_changes_total{source="face"}',
                  "emotion_frame_queue_depth",
                  "emotion_inference_batch_size_bucket", "emotion_websocket_clients", "emotion_window_queue_depth",
-                 "emotion_websocket_events_dropped_total", 'emotion_sink_errors_total{sink="bus"}'):
+                 "emotion_websocket_events_dropped_total", 'emotion_sink_errors_total{sink="bus"}',
+                 'emotion_detector_searches_total{kind="whole",source="face"}',
+                 'emotion_detector_searches_total{kind="region",source="face"}'):
         assert name in text, name
 
 
