@@ -11,7 +11,7 @@ is a track until the inner tracker loses it; a candidate that never confirms end
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +21,8 @@ from service.track.base import FaceTracker, TrackedFace, TrackUpdate
 
 @dataclass
 class _Candidate:
-    scores: deque = field(default_factory=deque)  # detector scores of its latest consecutive frames
-    checks: deque = field(default_factory=deque)  # face-check scores of the same frames
+    scores: deque  # detector scores of its latest consecutive frames (bounded: the frames confirmation needs)
+    checks: deque  # face-check scores of the same frames
     last_frame: int = -1
 
 
@@ -58,7 +58,10 @@ class ConfirmingTracker(FaceTracker):
 
     def _probation(self, face: TrackedFace, image: np.ndarray | None) -> bool:
         """One more frame of a candidate; whether it is now confirmed."""
-        candidate = self._candidates.setdefault(face.track_id, _Candidate())
+        if face.track_id not in self._candidates:
+            kept = max(1, self.min_hits - self.inner.id_lag)  # the frames confirmation looks at
+            self._candidates[face.track_id] = _Candidate(deque(maxlen=kept), deque(maxlen=kept))
+        candidate = self._candidates[face.track_id]
         if candidate.last_frame != self._frame - 1:  # a gap: its count starts again (as SORT's min_hits)
             candidate.scores.clear()
             candidate.checks.clear()
@@ -66,9 +69,6 @@ class ConfirmingTracker(FaceTracker):
         candidate.scores.append(face.detection.score)
         if self.check is not None:
             candidate.checks.append(self.check(image, face.detection.box))
-        for kept in (candidate.scores, candidate.checks):
-            while len(kept) > max(1, self.min_hits - self.inner.id_lag):
-                kept.popleft()
         return (len(candidate.scores) + self.inner.id_lag >= self.min_hits and max(candidate.scores) >= self.start_score
                 and (self.check is None or float(np.mean(candidate.checks)) >= self.check_score))
 
