@@ -129,8 +129,8 @@ class CaptureThread(threading.Thread):
         read = 0
         started = self.clock()
         skipped = self.frames_skipped
-        # OpenCV's captures decode on grab() and convert to BGR on retrieve(): frames the sampler drops (two of
-        # three at 25 fps) skip the conversion (bench live_cpu). Readers with read() alone (ROS topics) decode all.
+        # OpenCV's captures decode on grab() and convert to BGR on retrieve(), ROS topics take a message on grab()
+        # and decode it on retrieve(): frames the sampler drops (two of three at 25 fps) skip that (bench live_cpu).
         split = hasattr(capture, "grab") and hasattr(capture, "retrieve")
         while not self.stopping:
             ok, image = (capture.grab(), None) if split else capture.read()
@@ -145,8 +145,11 @@ class CaptureThread(threading.Thread):
             if self.sampler.accept(now):
                 if split:
                     ok, image = capture.retrieve()
+                    self.frames_skipped = skipped + getattr(capture, "skipped", 0)
                     if not ok or image is None:
-                        return read
+                        if getattr(capture, "failure", None) or not hasattr(capture, "skipped"):
+                            return read
+                        continue  # a broken image the reader skipped (and counted): the next one
                 self.frames_sampled += 1
                 if getattr(capture, "stamp", None) is not None:
                     self.source_stamps.append((now, capture.stamp))

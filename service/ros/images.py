@@ -2,9 +2,11 @@
 `/compressed` (sensor_msgs/CompressedImage, JPEG or PNG; image_transport's naming). `ImageTopicCapture` reads like
 an OpenCV capture, so the live capture thread samples, queues, counts and reconnects it like any other source:
 
-- read() waits for the newest image; a topic silent for `silence_s` ends the read (the source is down, and the
-  capture thread reopens it with its backoff: it comes back by itself when images flow again);
-- a malformed or undecodable message is counted (`skipped`) and skipped;
+- grab() waits for the next image message, retrieve() converts it (only the sampled ones are: a 30 fps JPEG camera
+  sampled at 8 fps decodes 8 images a second), read() does both; a topic silent for `silence_s` ends the read (the
+  source is down, and the capture thread reopens it with its backoff: it comes back by itself when images flow
+  again);
+- a malformed or undecodable message is counted (`skipped`) and skipped (an undecodable one only when retrieved);
 - an encoding we cannot convert ends the read with one clear `failure`, which /v1/state shows as the source's error;
 - `stamp` is the header (stamp, frame_id) of the image read last: outputs about that frame carry it.
 """
@@ -56,11 +58,20 @@ class ImageStamp:
     frame_id: str
 
 
-def image_to_bgr(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> BGR uint8 (pure)."""
-    if msg.encoding not in ENCODINGS:
+def check_encoding(msg: Image | CompressedImage) -> None:
+    """UnsupportedEncoding when no image of this message's encoding or format can be converted (pure; cheap: the
+    pixels are not looked at)."""
+    if isinstance(msg, CompressedImage):
+        if "compressedDepth" in msg.format:
+            raise UnsupportedEncoding(f"compressed format {msg.format!r} (a depth image) is not supported")
+    elif msg.encoding not in ENCODINGS:
         raise UnsupportedEncoding(f"image encoding {msg.encoding!r} is not supported (supported: "
                                   f"{', '.join(ENCODINGS)})")
+
+
+def image_to_bgr(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> BGR uint8 (pure)."""
+    check_encoding(msg)
     channels, conversion = ENCODINGS[msg.encoding]
     row = msg.width * channels
     if msg.width == 0 or msg.height == 0 or msg.step < row or len(msg.data) < msg.step * msg.height:
@@ -73,8 +84,7 @@ def image_to_bgr(msg: Image) -> np.ndarray:
 
 def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV decodes) -> BGR uint8 (pure)."""
-    if "compressedDepth" in msg.format:
-        raise UnsupportedEncoding(f"compressed format {msg.format!r} (a depth image) is not supported")
+    check_encoding(msg)
     image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR) if msg.data else None
     if image is None:
         raise BrokenImage(f"{len(msg.data)} bytes of {msg.format or 'unknown format'} that do not decode")
@@ -94,6 +104,7 @@ class ImageTopicCapture:
         self.skipped = 0
         self.failure: str | None = None
         self.stamp: ImageStamp | None = None
+        self._grabbed: Image | CompressedImage | None = None  # taken by grab(), converted by retrieve()
         self._reader = self._waitset = self._condition = None
         try:
             dp = participant()
@@ -110,11 +121,15 @@ class ImageTopicCapture:
     def get(self, prop: int) -> float:
         return 0.0  # no fixed frame rate: images come as the publisher sends them
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def grab(self) -> bool:
+        """Takes the next image message without converting it (retrieve() does: the capture thread converts only
+        the images it samples). False when the topic fell silent for silence_s or its images have an encoding we
+        cannot convert (`failure` says which)."""
+        self._grabbed = None
         while self._reader is not None:
             if self._waitset.wait(duration(seconds=self.silence_s)) == 0:
                 self.failure = f"no image on ROS topic {self.topic} for {self.silence_s:g} s"
-                return False, None
+                return False
             try:
                 samples = self._reader.take(N=1, condition=self._condition)
             except DDSException:
@@ -126,15 +141,32 @@ class ImageTopicCapture:
                 continue
             msg = samples[0]
             try:
-                image = compressed_to_bgr(msg) if self.type is CompressedImage else image_to_bgr(msg)
+                check_encoding(msg)
             except UnsupportedEncoding as exc:
                 self.failure = f"ROS topic {self.topic}: {exc}"
-                return False, None
-            except BrokenImage as exc:
-                self._skip(str(exc))
-                continue
+                return False
+            self._grabbed = msg
             self.stamp = ImageStamp(msg.header.stamp, msg.header.frame_id)
-            return True, image
+            return True
+        return False
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        """The grabbed image as BGR; (False, None) when its pixels are broken (counted in `skipped`, logged)."""
+        msg, self._grabbed = getattr(self, "_grabbed", None), None
+        if msg is None:
+            return False, None
+        try:
+            return True, compressed_to_bgr(msg) if self.type is CompressedImage else image_to_bgr(msg)
+        except BrokenImage as exc:
+            self._skip(str(exc))
+            return False, None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        """The next image that converts (broken ones skipped), or (False, None) as grab() fails."""
+        while self.grab():
+            ok, image = self.retrieve()
+            if ok:
+                return True, image
         return False, None
 
     def _skip(self, why: str) -> None:

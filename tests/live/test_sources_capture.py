@@ -177,3 +177,28 @@ def test_files_and_streams_are_decoded_by_the_configured_number_of_ffmpeg_thread
     (uri, backend, params), camera = opened
     assert backend == cv2.CAP_FFMPEG and params[:2] == [cv2.CAP_PROP_N_THREADS, 1] and 800 in params
     assert camera == (0,)  # a camera is opened as OpenCV chooses (no FFmpeg decoding of its own)
+
+
+def test_a_broken_sampled_image_is_skipped_and_the_source_stays_open():
+    class SkipsEveryOther(GrabbingCamera):
+        skipped = 0
+        failure = None
+
+        def retrieve(self):
+            self.retrieved += 1
+            if self.retrieved % 2:
+                self.skipped += 1  # as a ROS topic counts an image whose pixels do not add up
+                return False, None
+            return True, np.zeros((48, 64, 3), np.uint8)
+
+    camera = SkipsEveryOther(40)
+    capture = CaptureThread(parse_source("0"), BoundedQueue(1000), sample_fps=20, clock=time.monotonic,
+                            opener=lambda spec: camera)
+    capture.start()
+    while capture.frames_read < 40 and capture.is_alive():
+        time.sleep(0.01)
+    capture.stop()
+    capture.join(5)
+    # One reopen at most: the camera's end after 40 frames (a broken image ending the read would add one each).
+    assert capture.reconnects <= 1 and capture.frames_read == 40 and camera.retrieved >= 4
+    assert capture.frames_skipped == camera.skipped > 0 and capture.frames_sampled == camera.retrieved - camera.skipped

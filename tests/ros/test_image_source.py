@@ -104,6 +104,36 @@ def test_bytes_that_are_no_image_message_are_skipped_and_counted(caplog):
     assert "malformed message" in caplog.text
 
 
+def test_grab_takes_a_message_and_only_retrieve_converts_it(monkeypatch):
+    import service.ros.images as images
+
+    good = Image(Header(Time(1, 0), "cam"), 2, 2, "mono8", 0, 2, bytes(4))
+    broken = Image(Header(Time(2, 0), "cam"), 2, 2, "mono8", 0, 2, bytes(3))
+    bayer = Image(Header(Time(3, 0), "cam"), 2, 2, "bayer_rggb8", 0, 2, bytes(4))
+    queue = [good, broken, good, bayer]
+
+    class Waits:
+        def wait(self, timeout):
+            return 1
+
+    class Takes:
+        def take(self, N, condition):
+            return [queue.pop(0)]
+
+    converted = []
+    monkeypatch.setattr(images, "image_to_bgr", lambda msg, convert=images.image_to_bgr: converted.append(msg)
+                        or convert(msg))
+    capture = ImageTopicCapture.__new__(ImageTopicCapture)
+    capture.topic, capture.silence_s, capture.type, capture.skipped, capture.failure = "/cam", 0.1, Image, 0, None
+    capture._reader, capture._waitset, capture._condition = Takes(), Waits(), None
+    assert capture.grab() and capture.stamp.stamp == Time(1, 0) and converted == []  # taken, not converted
+    assert capture.grab() and capture.stamp.stamp == Time(2, 0)  # the first one dropped unconverted (not sampled)
+    assert capture.retrieve() == (False, None) and capture.skipped == 1 and capture.failure is None  # broken
+    ok, image = capture.read()  # grab + retrieve
+    assert ok and image.shape == (2, 2, 3) and len(converted) == 2
+    assert not capture.grab() and "bayer_rggb8" in capture.failure  # an encoding we cannot convert: at once
+
+
 def test_silence_broken_messages_and_unknown_encodings(ros_settings, engine, dp, caplog):
     caplog.set_level(logging.DEBUG, logger="service.ros.images")
     topic = "/robot/camera/image"
