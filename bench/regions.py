@@ -65,8 +65,8 @@ def arrival(overrides: dict, fps: float, beside: bool) -> dict:
         clip = _people_frames(centres, (150.0, 200.0) if beside else None)
         pipeline = _loop(settings)
         # Her track_new: the one whose box lies right of the frame's middle (the companion stands left of it).
-        news = [any(e.type == "track_new" and e.box[0] + e.box[2] / 2 > 320 for e in pipeline.process(i / fps, f).lifecycle)
-                for i, f in enumerate(clip.frames)]
+        news = [any(e.type == "track_new" and e.box[0] + e.box[2] / 2 > 320
+                    for e in pipeline.process(i / fps, f).lifecycle) for i, f in enumerate(clip.frames)]
         confirmed = next((i for i, new in enumerate(news) if new), None)
         delays.append(None if confirmed is None else confirmed - offset)
     known = [d for d in delays if d is not None]
@@ -124,7 +124,8 @@ def run(frames: int = 24) -> dict:
 
 
 def describe(result: dict) -> str:
-    lines = ["where the detector looks (detect_every, detect_every_empty): found on bench.phantoms' footage | false tracks per hour | "
+    lines = ["where the detector looks (detect_every, detect_every_empty, hold_shift): found on bench.phantoms' "
+             "footage | false tracks per hour | "
              f"precision | recall | recall of faces >= {BIG_FACE} px | people lost vs the first row | face loop CPU "
              "ms per sampled frame"]
     for size, rows in result["found"].items():
@@ -140,5 +141,6 @@ def describe(result: dict) -> str:
     lines.append("  motion (a 90 px face crossing a 640x480 frame; share of frames followed after confirmation, "
                  "tracks):")
     for name, speeds in result["motion"].items():
-        lines.append(f"    {name}: " + ", ".join(f"{s} px/s {r['followed']} ({r['tracks']})" for s, r in speeds.items()))
+        lines.append(f"    {name}: " + ", ".join(f"{s} px/s {r['followed']} ({r['tracks']})"
+                                               for s, r in speeds.items()))
     return "\n".join(lines)
