@@ -79,18 +79,22 @@ def box_ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def apart(boxes: list[tuple[float, float, float, float]], iou: float) -> list[int]:
+    """Indices of the boxes (x, y, w, h) kept when going through them in order and dropping each one that overlaps
+    an already kept one by IoU > `iou`."""
+    corners = np.array([(x, y, x + w, y + h) for x, y, w, h in boxes], np.float64).reshape(-1, 4)
+    kept: list[int] = []
+    for i in range(len(boxes)):
+        if not kept or (box_ious(corners[i], corners[kept]) <= iou).all():
+            kept.append(i)
+    return kept
+
+
 def keep_highest(faces: list[Detection], iou: float = 0.3) -> list[Detection]:
     """Faces of several searches as one list, best first: of faces whose boxes overlap by IoU > `iou`, the one of
     highest score (with its keypoints)."""
     faces = sorted(faces, key=lambda f: -f.score)
-    if not faces:
-        return []
-    corners = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)], np.float64)
-    kept: list[int] = []
-    for i in range(len(faces)):
-        if not kept or (box_ious(corners[i], corners[kept]) <= iou).all():
-            kept.append(i)
-    return [faces[i] for i in kept]
+    return [faces[i] for i in apart([f.box for f in faces], iou)]
 
 
 def crop_around(image: np.ndarray, box: tuple[float, float, float, float], scale: float,

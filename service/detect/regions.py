@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector, box_ious, crop_around, from_crop, keep_highest
+from service.detect.base import Detection, FaceDetector, apart, crop_around, from_crop, keep_highest
 
 Box = tuple[float, float, float, float]
 
@@ -28,13 +28,8 @@ SAME_REGION_IOU = 0.3
 
 def distinct_regions(boxes: Sequence[Box], iou: float = SAME_REGION_IOU) -> list[Box]:
     """The boxes, in order, without those that overlap an earlier one by more than `iou`."""
-    kept: list[Box] = []
-    for box in boxes:
-        corners = np.array([(x, y, x + w, y + h) for x, y, w, h in kept], np.float64).reshape(-1, 4)
-        x, y, w, h = box
-        if not kept or (box_ious(np.array([x, y, x + w, y + h], np.float64), corners) <= iou).all():
-            kept.append(box)
-    return kept
+    boxes = list(boxes)
+    return [boxes[i] for i in apart(boxes, iou)]
 
 
 def still(now: Sequence[Detection], before: Sequence[Detection], shift: float) -> bool:
@@ -90,8 +85,7 @@ class RegionSearch:
 
     def detect(self, image: np.ndarray, known: Sequence[Box] = ()) -> list[Detection]:
         self.calls += 1
-        regions = distinct_regions(known)
-        every = self.every if regions else self.every_empty
+        every = self.every if known else self.every_empty
         if self._since_whole is None or self._since_whole + 1 >= every:
             self._since_whole = 0
             self.counts.whole += 1
@@ -103,7 +97,7 @@ class RegionSearch:
             return list(self._last)
         height, width = image.shape[:2]
         found = []
-        for box in regions:
+        for box in distinct_regions(known):
             self.counts.region += 1
             crop, zoom, offset = crop_around(image, box, self.scale, self.size)
             found += [from_crop(face, zoom, offset) for face in self.detector.detect(crop)]

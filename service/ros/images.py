@@ -152,7 +152,7 @@ class ImageTopicCapture:
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
         """The grabbed image as BGR; (False, None) when its pixels are broken (counted in `skipped`, logged)."""
-        msg, self._grabbed = getattr(self, "_grabbed", None), None
+        msg, self._grabbed = self._grabbed, None
         if msg is None:
             return False, None
         try:
