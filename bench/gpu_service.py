@@ -91,7 +91,7 @@ def run_service_load(checkpoint: Path, torch_device: str, faces: int = 16, fps: 
     # The live runtime's own event path: smoothing, live state, a prompt describing everyone in view, the event.
     stage = EmotionStage(settings, engine, state)
     worker = InferenceWorker(stage, queue, settings.max_batch, lambda event: None, clock,
-                             EndedTracks(stage, queue).forget_ended, batches.append,
+                             EndedTracks(stage, queue, lambda event: None).settle, batches.append,
                              StageTimer(observer=lambda _, seconds: infer_s.append(seconds)), observe,
                              settings.frame_cache_frames)
     worker.start()

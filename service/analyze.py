@@ -13,7 +13,7 @@ from tqdm import tqdm
 from service.config import Settings
 from service.detect.base import FaceDetector
 from service.emotions import EmotionStage
-from service.events import event_time
+from service.events import event_order
 from service.inference import Engine, FrameFeatureCache
 from service.metrics import StageTimer
 from service.pipeline import ClipFaces, FacePipeline
@@ -55,7 +55,7 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     result = faces.finish()
     events.extend(result.lifecycle)
     events.extend(classify(pending + result.windows))
-    events.sort(key=event_time)
+    events.sort(key=event_order)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(
         source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=info.width,

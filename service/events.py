@@ -78,3 +78,9 @@ Event = Annotated[Union[EmotionEvent, TrackEvent, HeartbeatEvent], Field(discrim
 
 def event_time(event: EmotionEvent | TrackEvent | HeartbeatEvent) -> float:
     return event.t_end if isinstance(event, EmotionEvent) else event.t
+
+
+def event_order(event: EmotionEvent | TrackEvent | HeartbeatEvent) -> tuple[float, int]:
+    """A sort key: time order, and at the same time a track's emotion events before its track_lost (its last window
+    ends on the frame where it was last seen), so no emotion follows the end of its track."""
+    return event_time(event), int(isinstance(event, TrackEvent) and event.type == "track_lost")

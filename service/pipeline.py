@@ -66,10 +66,13 @@ class FacePipeline:
 
     def __init__(self, source: str, spec: BundleSpec | None, settings: Settings, detector: FaceDetector,
                  tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None,
-                 track_ids: Iterator[int] | None = None, search_counts: SearchCounts | None = None):
-        """`track_ids`: where the ids that events carry come from (default 1, 2, ...). A live source passes one
-        counter to every pipeline it ever has, so a restarted face worker's tracker (which counts from 1 again)
-        never reuses the id of a person seen before; and one `search_counts` (the detector's searches by kind)."""
+                 track_ids: Iterator[int] | None = None, search_counts: SearchCounts | None = None,
+                 frame_ids: Iterator[int] | None = None):
+        """`track_ids`: where the ids that events carry come from (default 1, 2, ...); `frame_ids` the same for the
+        numbers of its frames, by which the engine's frame cache knows a crop it has encoded (a scene crop is keyed
+        by source and frame alone). A live source passes one counter of each to every pipeline it ever has, so a
+        restarted face worker never reuses the id of a person or a frame seen before; and one `search_counts` (the
+        detector's searches by kind)."""
         if spec is None and crop is None:
             raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
@@ -85,14 +88,13 @@ class FacePipeline:
                         if spec is not None else None)
         self._last_seen: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
         self.last_faces: list = []  # the tracked faces of the latest frame (for the live state)
-        self.frames_processed = 0  # numbers the frames, so the engine can recognise a crop it has already encoded
+        self._frame_ids = frame_ids if frame_ids is not None else itertools.count()
         # A track shorter than this never gets a stretched window at its end (too little to judge).
         self.min_partial_frames = max(2, spec.num_frames // 2) if spec is not None else 0
 
     def process(self, t: float, image: np.ndarray) -> FrameResult:
         result = FrameResult()
-        frame_id = self.frames_processed
-        self.frames_processed += 1
+        frame_id = next(self._frame_ids)
         image = as_bgr(image)  # grey and BGRA frames too
         with self.timer.time("detect"):
             # Between whole-frame passes the detector looks where faces were: the frame before's detections (new

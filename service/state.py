@@ -99,15 +99,28 @@ class TrackStatus(BaseModel):
 class SourceStatus(BaseModel):
     kind: str = Field(description="camera, stream, file or ros")
     uri: str
-    status: str = Field(description="starting, open, reconnecting or stopped")
-    alive: bool = Field(description="the source delivers frames")
-    last_error: str | None = Field(description="why the source last failed; null once it delivers again")
+    status: str = Field(description="starting, open (frames arrive and are used), waiting (the source is there but "
+                        "gave no usable frame for capture_timeout_ms: a ROS topic without publisher, silent, or "
+                        "sending only messages that are skipped), reconnecting (failed; reopened after a backoff) "
+                        "or stopped")
+    alive: bool = Field(description="the source delivers frames (status open)")
+    last_error: str | None = Field(description="why the source last failed, or why its messages were skipped while "
+                                   "none was usable; null once it delivers again")
+    waiting_for: str | None = Field(None, description="while waiting: what for (e.g. no publisher on the topic)")
     fps_processed: float
     frames_read: int
     frames_sampled: int
     frames_dropped: int = Field(description="sampled frames dropped because the face worker lagged")
-    frames_skipped: int = Field(0, description="images that arrived broken (a malformed or undecodable ROS image "
-                                "message) and were skipped")
+    frames_skipped: int = Field(0, description="frames or messages that arrived and could not be used, skipped "
+                                "(the sum of `skipped`)")
+    skipped: dict[str, int] = Field(default_factory=dict, description="frames skipped by reason: malformed (no "
+                                    "message of the topic's type), broken (pixels that do not add up), undecodable, "
+                                    "unsupported (an encoding or format the service cannot convert), refused_size "
+                                    "(over max_frame_side, max_frame_pixels or max_frame_aspect)")
+    last_skipped: str | None = Field(None, description="why the latest skipped frame was skipped (what it quotes of "
+                                     "the message is escaped and shortened)")
+    worker_errors: dict[str, int] = Field(default_factory=dict, description="frames the source's face worker "
+                                          "failed on, by error type (each type logged at most once a minute)")
     queue_depth: int
     reconnects: int
     frame_width: int
@@ -125,6 +138,8 @@ class RuntimeStatus(BaseModel):
     windows_queue_depth: int = 0
     windows_dropped: int = 0
     windows_classified: int = 0
+    inference_errors: dict[str, int] = Field(default_factory=dict, description="batches the inference worker "
+                                             "failed on, by error type")
     events_published: int = 0
     subscribers: int = 0
     events_dropped_slow_clients: int = 0

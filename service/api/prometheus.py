@@ -51,6 +51,27 @@ class RuntimeCollector(Collector):
             for source, values in snap.sources.items():
                 metric.add_metric([source], float(getattr(values, key)))
             yield metric
+        waiting = GaugeMetricFamily("emotion_source_waiting", "1 while the source is there but gives no usable frame "
+                                    "(a ROS topic without publisher or silent)", labels=["source"])
+        skipped = CounterMetricFamily("emotion_frames_skipped", "frames or messages that arrived and could not be "
+                                      "used, by reason (malformed, broken, undecodable, unsupported, refused_size)",
+                                      labels=["source", "reason"])
+        worker_errors = CounterMetricFamily("emotion_face_worker_errors", "frames a source's face worker failed on, "
+                                            "by error type", labels=["source", "kind"])
+        for source, values in snap.sources.items():
+            waiting.add_metric([source], float(values.status == "waiting"))
+            for reason, count in values.skipped.items():
+                skipped.add_metric([source, reason], count)
+            for kind, count in values.worker_errors.items():
+                worker_errors.add_metric([source, kind], count)
+        yield waiting
+        yield skipped
+        yield worker_errors
+        inference_errors = CounterMetricFamily("emotion_inference_errors", "batches of windows the inference worker "
+                                               "failed on, by error type", labels=["kind"])
+        for kind, count in snap.inference_errors.items():
+            inference_errors.add_metric([kind], count)
+        yield inference_errors
         searches = CounterMetricFamily("emotion_detector_searches", "face detector searches by kind: whole (the "
                                        "whole frame), region (around one known face), held (a still face's frame "
                                        "not searched)", labels=["source", "kind"])

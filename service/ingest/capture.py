@@ -1,23 +1,37 @@
-"""Capture: one thread per source reading frames with OpenCV, keeping only frames the sampler wants, handing them
-over through a small drop-oldest queue, and reopening a source that fails, with backoff.
+"""Capture: one thread per live source reading frames (through the FrameSource protocol of frame_source.py),
+decoding only the frames the sampler keeps, handing them over through a small drop-oldest queue, and reopening a
+source that fails, with backoff.
 
-A file source plays at its own frame rate and loops, like a camera would deliver it.
+A source is in one of these states (`status` in /v1/state):
+
+    starting      the thread has not opened it yet
+    open          frames arrive and are used
+    waiting       the source is there but nothing usable came for `silence_s` (a ROS topic whose publisher is
+                  gone or silent, or that sends only messages the service skips): not ready, not restarted; the
+                  first frame after it starts afresh (the face worker ended the tracks meanwhile)
+    reconnecting  it failed or ended; reopened after the next backoff delay
+    stopped       the thread has ended
+
+A file source plays at its own frame rate and loops, like a camera would deliver it. What a source sends never
+ends the thread: frames that cannot be used are skipped and counted by reason. The counts of a source live in its
+`SourceCounters`, which the runtime keeps for the service's lifetime, across restarts of the capture thread.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from service.ingest.frame_source import FrameLimits, FrameSource, Grab, OpenCvSource, Skip
 from service.ingest.queues import BoundedQueue
 from service.ingest.sampling import FrameSampler
 from service.ingest.sources import SourceKind, SourceSpec
+from service.threads import POLL_S, StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +44,37 @@ class CapturedFrame:
     image: np.ndarray  # BGR uint8
 
 
-def open_capture(spec: SourceSpec, timeout_ms: int = 5000, decode_threads: int = 1) -> cv2.VideoCapture:
-    """OpenCV capture for a source; network streams get open/read timeouts so a dead server cannot hang us. Files
-    and streams are decoded by FFmpeg with `decode_threads` threads (0: FFmpeg's choice, one per core)."""
-    if spec.kind is SourceKind.ROS:  # a reader with the same interface; DDS code imported only for such a source
-        from service.ros.images import ImageTopicCapture
+@dataclass
+class SourceCounters:
+    """What one source did since the service started (one per source, shared by its successive capture threads)."""
 
-        return ImageTopicCapture(spec.uri, timeout_ms / 1000)
+    frames_read: int = 0  # frames or messages taken from the source, usable or not
+    frames_sampled: int = 0  # frames kept at sample_fps and handed on
+    reconnects: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # frames skipped, by reason (frame_source.py's words)
+    last_skip: str | None = None  # the detail of the latest one
+
+    @property
+    def frames_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+
+def open_capture(spec: SourceSpec, timeout_ms: int = 5000, decode_threads: int = 1,
+                 limits: FrameLimits = FrameLimits()) -> FrameSource:
+    """The FrameSource for a source spec. Network streams get open/read timeouts so a dead server cannot hang us;
+    files and streams are decoded by FFmpeg with `decode_threads` threads (0: FFmpeg's choice, one per core)."""
+    if spec.kind is SourceKind.ROS:  # DDS code imported only for such a source
+        from service.ros.images import ImageTopicSource
+
+        return ImageTopicSource(str(spec.uri), limits)
+    what = f"{spec.kind.value} {spec.shown}"
     if spec.kind is SourceKind.CAMERA:
-        return cv2.VideoCapture(spec.uri)
+        return OpenCvSource(cv2.VideoCapture(spec.uri), what, limits)
     params = [cv2.CAP_PROP_N_THREADS, decode_threads]
     if spec.kind is SourceKind.STREAM:
         params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-    return cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params)
+    return OpenCvSource(cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG, params), what, limits,
+                        is_file=spec.kind is SourceKind.FILE)
 
 
 def backoff_delays(first: float, longest: float):
@@ -53,52 +85,67 @@ def backoff_delays(first: float, longest: float):
         delay = min(longest, delay * 2)
 
 
-class CaptureThread(threading.Thread):
+class CaptureThread(StoppableThread):
+    """`silence_s`: a source that is open but gives no usable frame this long is `waiting`. `heartbeat` (service
+    clock) is the last turn of the loop: the watchdog restarts a capture whose heartbeat stopped (a thread stuck in
+    a call), never one that is waiting or reconnecting."""
+
     def __init__(self, spec: SourceSpec, out: BoundedQueue[CapturedFrame], sample_fps: float,
                  clock: Callable[[], float], backoff: tuple[float, float] = (0.5, 30.0),
-                 opener: Callable[[SourceSpec], cv2.VideoCapture] = open_capture):
-        super().__init__(name=f"capture-{spec.name}", daemon=True)
+                 opener: Callable[[SourceSpec], FrameSource] = open_capture, counters: SourceCounters | None = None,
+                 silence_s: float = 5.0):
+        super().__init__(f"capture-{spec.name}")
         self.spec, self.out, self.clock, self.opener = spec, out, clock, opener
         self.sampler = FrameSampler(sample_fps)
-        self.backoff = backoff
-        self._stop_event = threading.Event()
+        self.backoff, self.silence_s = backoff, silence_s
+        self.counters = counters if counters is not None else SourceCounters()
         self.status = "starting"
-        self.frames_read = 0
-        self.frames_sampled = 0
-        self.reconnects = 0
         self.last_error: str | None = None
-        self.last_frame_at: float | None = None  # service clock, for the watchdog
+        self.waiting_for: str | None = None  # while waiting: what for
+        self.heartbeat = clock()
+        self.last_frame_at: float | None = None  # service clock: the last usable frame
         self.opened_at: float | None = None
-        # Sources with a clock of their own (ROS image topics: a capture with `stamp`, `skipped` and `failure`):
-        # their stamps of the newest sampled frames, and broken messages skipped.
+        self._skipped_since_frame = 0
+        # The source's own stamps of the newest sampled frames (ROS image topics), by service time.
         self.source_stamps: deque[tuple[float, object]] = deque(maxlen=256)
-        self.frames_skipped = 0
 
-    def stop(self) -> None:
-        self._stop_event.set()
+    # The counts, read where they were read before (the runtime's snapshot, tests).
+    @property
+    def frames_read(self) -> int:
+        return self.counters.frames_read
 
     @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
+    def frames_sampled(self) -> int:
+        return self.counters.frames_sampled
+
+    @property
+    def frames_skipped(self) -> int:
+        return self.counters.frames_skipped
+
+    @property
+    def reconnects(self) -> int:
+        return self.counters.reconnects
 
     def run(self) -> None:
         delays = backoff_delays(*self.backoff)
         while not self.stopping:
-            capture = self.opener(self.spec)
-            if not capture.isOpened():
-                capture.release()
-                reason = getattr(capture, "failure", None) or f"cannot open {self.spec.kind.value} {self.spec.uri}"
-                self._failed(reason, next(delays))
+            self.heartbeat = self.clock()
+            source = self.opener(self.spec)
+            if self.stopping:
+                source.release()
+                break
+            if not source.is_open():
+                source.release()
+                self._failed(source.failure or f"cannot open {self.spec.kind.value} {self.spec.shown}", next(delays))
                 continue
             # A file looping, or a source back after a failure: said once at INFO, not on every loop.
             first_or_recovered = self.opened_at is None or self.status == "reconnecting"
-            self.status, self.opened_at = "open", self.clock()
+            self.status, self.opened_at, self.last_frame_at = "open", self.clock(), None
             log.log(logging.INFO if first_or_recovered else logging.DEBUG, "source %s opened (%s)", self.spec.name,
-                    self.spec.uri)
-            read = self._read_until_failure(capture)
-            reason = (getattr(capture, "failure", None)
-                      or f"{self.spec.kind.value} {self.spec.uri} stopped delivering frames")
-            capture.release()
+                    self.spec.shown)
+            read = self._read(source)
+            reason = source.failure or f"{self.spec.kind.value} {self.spec.shown} stopped delivering frames"
+            source.release()
             if self.stopping:
                 break
             if self.spec.kind is SourceKind.FILE and read > 0:
@@ -110,10 +157,13 @@ class CaptureThread(threading.Thread):
         self.status = "stopped"
 
     def _failed(self, reason: str, delay: float) -> None:
-        self.status, self.last_error = "reconnecting", reason
-        self.reconnects += 1
+        self.status, self.last_error, self.waiting_for = "reconnecting", reason, None
+        self.counters.reconnects += 1
         log.warning("source %s: %s; retrying in %.1f s", self.spec.name, reason, delay)
-        self._stop_event.wait(delay)
+        end = self.clock() + delay
+        while not self.stopping and self.clock() < end:  # in slices, so the heartbeat goes on
+            self.heartbeat = self.clock()
+            self.pause(min(POLL_S, end - self.clock()))
 
     def source_stamp(self, t: float) -> object | None:
         """The source's own stamp of the sampled frame captured at service time `t` (as events round it, to the
@@ -123,40 +173,83 @@ class CaptureThread(threading.Thread):
                 return stamp
         return None
 
-    def _read_until_failure(self, capture: cv2.VideoCapture) -> int:
-        file_fps = capture.get(cv2.CAP_PROP_FPS) if self.spec.kind is SourceKind.FILE else 0.0
-        period = 1.0 / file_fps if file_fps and file_fps > 0 else (1 / 25 if self.spec.kind is SourceKind.FILE else 0)
+    def _read(self, source: FrameSource) -> int:
+        """Frames until the source ends or the thread is stopped; how many were taken."""
+        fps = source.frame_rate()
+        period = 1.0 / fps if fps > 0 else 0.0
         read = 0
         started = self.clock()
-        skipped = self.frames_skipped
-        # OpenCV's captures decode on grab() and convert to BGR on retrieve(), ROS topics take a message on grab()
-        # and decode it on retrieve(): frames the sampler drops (two of three at 25 fps) skip that (bench live_cpu).
-        split = hasattr(capture, "grab") and hasattr(capture, "retrieve")
         while not self.stopping:
-            ok, image = (capture.grab(), None) if split else capture.read()
-            self.frames_skipped = skipped + getattr(capture, "skipped", 0)
-            if not ok or (image is None and not split):
+            grabbed = source.grab()
+            now = self.heartbeat = self.clock()
+            if self.stopping:
+                break  # replaced while inside grab(): nothing more of this source is ours to count
+            if grabbed is Grab.ENDED:
                 return read
+            if grabbed is Grab.IDLE:
+                self._quiet(source, now)
+                continue
             read += 1
-            self.frames_read += 1
-            self.last_error = None  # delivering again: an old failure is history, not the current state
-            now = self.clock()
-            self.last_frame_at = now
+            self.counters.frames_read += 1
+            if grabbed is Grab.SKIPPED:
+                self._skipped(source.last_skip)
+                self._quiet(source, now)
+                continue
             if self.sampler.accept(now):
-                if split:
-                    ok, image = capture.retrieve()
-                    self.frames_skipped = skipped + getattr(capture, "skipped", 0)
-                    if not ok or image is None:
-                        if getattr(capture, "failure", None) or not hasattr(capture, "skipped"):
-                            return read
-                        continue  # a broken image the reader skipped (and counted): the next one
-                self.frames_sampled += 1
-                if getattr(capture, "stamp", None) is not None:
-                    self.source_stamps.append((now, capture.stamp))
-                self.out.put(CapturedFrame(self.spec.name, self.frames_read, now, image))
+                image = source.retrieve()
+                if image is None:
+                    self._skipped(source.last_skip)
+                    self._quiet(source, now)
+                    continue
+                self._delivering(now)
+                self.counters.frames_sampled += 1
+                stamp = source.stamp()
+                if stamp is not None:
+                    self.source_stamps.append((now, stamp))
+                self.out.put(CapturedFrame(self.spec.name, self.counters.frames_read, now, image))
+            else:
+                self._delivering(now)  # taken and checked; only its decoding is saved
             if period:
                 # Play a file at its own rate: wait for this frame's slot (interruptible by stop()).
                 wait = started + read * period - self.clock()
                 if wait > 0:
-                    self._stop_event.wait(wait)
+                    self.pause(wait)
         return read
+
+    def _delivering(self, now: float) -> None:
+        self.last_frame_at, self._skipped_since_frame = now, 0
+        self.last_error = None  # delivering again: an old failure is history, not the current state
+        if self.status == "waiting":
+            log.info("source %s: frames again after waiting (%s)", self.spec.name, self.waiting_for)
+        self.status, self.waiting_for = "open", None
+
+    def _quiet(self, source: FrameSource, now: float) -> None:
+        """No usable frame this turn: `waiting` once the source says what it waits for, or after silence_s; while
+        waiting, a new reason of the source's (its publisher went away, or came back) is said once."""
+        reason = source.waiting()
+        if self.status == "waiting":
+            if reason is not None and reason != self.waiting_for:
+                self.waiting_for = reason
+                log.warning("source %s waiting: %s", self.spec.name, reason)
+            return
+        since = self.last_frame_at if self.last_frame_at is not None else self.opened_at
+        if reason is None and now - since < self.silence_s:
+            return
+        if reason is None:
+            usable = "usable frame" if self.counters.frames_read else "frame"
+            reason = f"no {usable} from {self.spec.kind.value} {self.spec.shown} for {self.silence_s:g} s"
+        self.status, self.waiting_for = "waiting", reason
+        if self._skipped_since_frame:  # messages came, none of them usable: that is the source's error
+            self.last_error = self.counters.last_skip
+        log.warning("source %s waiting: %s", self.spec.name, reason)
+
+    def _skipped(self, skip: Skip | None) -> None:
+        skip = skip or Skip("broken", "a frame that could not be used")
+        counts = self.counters
+        counts.skipped[skip.reason] += 1
+        counts.last_skip = skip.detail
+        self._skipped_since_frame += 1
+        # The first of each reason at WARNING, the rest at DEBUG: a broken publisher must not flood the log.
+        log.log(logging.WARNING if counts.skipped[skip.reason] == 1 else logging.DEBUG,
+                "source %s: skipped %s (%s; %d skipped so far)", self.spec.name, skip.detail, skip.reason,
+                counts.frames_skipped)

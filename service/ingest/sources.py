@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from service.errors import SourceError
 
@@ -25,8 +26,39 @@ class SourceSpec:
     uri: str | int  # what OpenCV opens: an index, a device path, a URL or a file path; or a ROS topic
     kind: SourceKind
 
+    @property
+    def shown(self) -> str:
+        """The uri as state, logs, metrics and errors show it: a stream's credentials redacted."""
+        return redact_uri(self.uri) if self.kind is SourceKind.STREAM else str(self.uri)
+
+    def __repr__(self) -> str:  # never the password, even in a traceback or a debugger
+        return f"SourceSpec(name={self.name!r}, uri={self.shown!r}, kind={self.kind.value})"
+
 
 _STREAM = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
+REDACTED = "***"
+# Query parameters that carry a secret in camera URLs (tokens, passwords, signed-URL signatures).
+_SECRET_PARAMS = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
+
+
+def redact_uri(uri: str | int) -> str:
+    """A URL with its password and any secret-looking query value replaced by *** (pure); anything else as it is.
+    `rtsp://admin:hunter2@10.0.0.7/live?token=abc` -> `rtsp://admin:***@10.0.0.7/live?token=***`."""
+    text = str(uri)
+    try:
+        parts = urlsplit(text)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, REDACTED if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not even parseable as a URL: show nothing of it but its scheme
+        return text.split("://", 1)[0] + "://" + REDACTED
 
 
 def parse_source(text: str, position: int = 0, name: str | None = None) -> SourceSpec:
@@ -60,11 +92,16 @@ def parse_source(text: str, position: int = 0, name: str | None = None) -> Sourc
 
 
 def unique_names(specs: list[SourceSpec]) -> list[SourceSpec]:
-    """Two sources with the same name get -2, -3 suffixes, so events stay attributable."""
-    seen: dict[str, int] = {}
+    """Sources that share a name get -2, -3 suffixes (the first keeps it), never a name another source has, so
+    events stay attributable: `a, a, a-2` -> `a, a-3, a-2`."""
+    taken = {spec.name for spec in specs}
+    seen: set[str] = set()
     out = []
     for spec in specs:
-        count = seen.get(spec.name, 0) + 1
-        seen[spec.name] = count
-        out.append(spec if count == 1 else SourceSpec(f"{spec.name}-{count}", spec.uri, spec.kind))
+        name, count = spec.name, 1
+        while name in seen or (count > 1 and name in taken):
+            count += 1
+            name = f"{spec.name}-{count}"
+        seen.add(name)
+        out.append(spec if name == spec.name else SourceSpec(name, spec.uri, spec.kind))
     return out

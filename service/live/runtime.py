@@ -25,22 +25,27 @@ from service.detect import create_detector
 from service.detect.regions import SearchCounts
 from service.emotions import EmotionStage
 from service.inference.base import Engine
+from service.ingest.capture import CaptureThread, CapturedFrame, SourceCounters, open_capture
+from service.ingest.frame_source import FrameLimits, FrameSource
 from service.ingest.queues import BoundedQueue, FullPolicy
 from service.ingest.sources import SourceSpec, parse_source, unique_names
 from service.live.bus import EventBus
-from service.ingest.capture import CaptureThread, CapturedFrame, open_capture
 from service.live.ended_tracks import EndedTracks
 from service.live.latest_frames import FaceLabel, LatestFrames
 from service.live.sinks import JsonlLog, QueuedSink
 from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
 from service.live.supervision import SourceRunner, Supervisor
 from service.live.watchdog import Watchdog
-from service.live.workers import FaceWorker, InferenceWorker, PendingWindow
+from service.live.workers import ErrorTally, FaceWorker, InferenceWorker, PendingWindow
 from service.metrics import StageTimer
 from service.pipeline import FacePipeline
 from service.track import create_tracker
 
 log = logging.getLogger(__name__)
+
+
+def frame_limits(settings: Settings) -> FrameLimits:
+    return FrameLimits(settings.max_frame_side, settings.max_frame_pixels, settings.max_frame_aspect)
 
 
 def default_sources(camera_present: Callable[[], bool] | None = None) -> list[str]:
@@ -54,13 +59,14 @@ def default_sources(camera_present: Callable[[], bool] | None = None) -> list[st
 
 class LiveRuntime:
     def __init__(self, settings: Settings, engine: Engine, sources: list[str] | None = None,
-                 opener: Callable[[SourceSpec], object] | None = None,
+                 opener: Callable[[SourceSpec], FrameSource] | None = None,
                  observe_stage: Callable[[str, float], None] | None = None,
                  observe_batch: Callable[[int], None] | None = None,
                  observe_frame_to_event: Callable[[float], None] | None = None):
         self.settings, self.engine = settings, engine
         self.opener = opener or functools.partial(open_capture, timeout_ms=settings.capture_timeout_ms,
-                                                   decode_threads=settings.decode_threads)
+                                                   decode_threads=settings.decode_threads,
+                                                   limits=frame_limits(settings))
         self._t0 = time.monotonic()
         self.state = LiveState()
         self.bus = EventBus(settings.subscriber_queue)
@@ -73,12 +79,18 @@ class LiveRuntime:
                                                                              or default_sources())])
         self.runners: dict[str, SourceRunner] = {}
         # One id counter per source for all its face workers: a restarted one continues the ids, so a new person
-        # never takes over the smoothing state or the place in /v1/state of one seen before.
+        # never takes over the smoothing state or the place in /v1/state of one seen before, and a new frame never
+        # the scene features of one encoded before.
         self._track_ids: dict[str, Iterator[int]] = {}
-        self._search_counts: dict[str, SearchCounts] = {}  # the same: the detector's searches per source
+        self._frame_ids: dict[str, Iterator[int]] = {}
+        # The same for counts: a source's, its detector's searches and its face worker's errors count for the
+        # service's lifetime, across restarts of its threads.
+        self._source_counters: dict[str, SourceCounters] = {}
+        self._search_counts: dict[str, SearchCounts] = {}
+        self._face_errors: dict[str, ErrorTally] = {}
+        self._inference_errors = ErrorTally("inference on a batch of windows")
         self.emotions = EmotionStage(settings, engine, self.state)
-        self.ended_tracks = EndedTracks(self.emotions, self.windows)
-        self.bus.add_sink(self.ended_tracks.note_event)
+        self.ended_tracks = EndedTracks(self.emotions, self.windows, self.bus.publish)
         self.observe_frame_to_event = observe_frame_to_event
         self.inference = self.new_inference_worker(observe_batch)
         self.watchdog = Watchdog(self.clock, settings.stall_s, settings.watchdog_interval_s,
@@ -107,12 +119,14 @@ class LiveRuntime:
 
     def new_inference_worker(self, observe_batch: Callable[[int], None] | None = None) -> InferenceWorker:
         return InferenceWorker(self.emotions, self.windows, self.settings.max_batch, self.bus.publish, self.clock,
-                               self.ended_tracks.forget_ended, observe_batch, StageTimer(observer=self.observe_stage),
-                               self.observe_frame_to_event, self.settings.frame_cache_frames)
+                               self.ended_tracks.settle, observe_batch, StageTimer(observer=self.observe_stage),
+                               self.observe_frame_to_event, self.settings.frame_cache_frames, self._inference_errors)
 
     def new_capture(self, spec: SourceSpec, frames: BoundedQueue) -> CaptureThread:
         return CaptureThread(spec, frames, self.settings.sample_fps, self.clock,
-                             (self.settings.reconnect_backoff_s, self.settings.reconnect_max_s), self.opener)
+                             (self.settings.reconnect_backoff_s, self.settings.reconnect_max_s), self.opener,
+                             self._source_counters.setdefault(spec.name, SourceCounters()),
+                             self.settings.capture_timeout_ms / 1000)
 
     def new_face_worker(self, spec: SourceSpec, frames: BoundedQueue, timer: StageTimer) -> FaceWorker:
         """Always with a new pipeline: its own detector and tracker (they keep per-stream state and are not shared
@@ -120,9 +134,11 @@ class LiveRuntime:
         pipeline = FacePipeline(spec.name, self.engine.spec, self.settings, create_detector(self.settings),
                                 create_tracker(self.settings), timer,
                                 track_ids=self._track_ids.setdefault(spec.name, itertools.count(1)),
-                                search_counts=self._search_counts.setdefault(spec.name, SearchCounts()))
+                                search_counts=self._search_counts.setdefault(spec.name, SearchCounts()),
+                                frame_ids=self._frame_ids.setdefault(spec.name, itertools.count()))
+        errors = self._face_errors.setdefault(spec.name, ErrorTally(f"face worker {spec.name} on a frame"))
         return FaceWorker(spec.name, frames, pipeline, self.windows, self.state, self.bus.publish, self.clock,
-                          self.latest_frames, self.settings.track_silence_s)
+                          self.latest_frames, self.settings.track_silence_s, self.ended_tracks.ended, errors)
 
     def _build_runner(self, spec: SourceSpec) -> SourceRunner:
         frames: BoundedQueue[CapturedFrame] = BoundedQueue(self.settings.frame_queue, FullPolicy.DROP_OLDEST)
@@ -141,6 +157,8 @@ class LiveRuntime:
             for sink in self.sinks:
                 sink.start()
             for spec in self.specs:
+                if spec.name in self.runners:  # unique_names makes this impossible; a runner is never overwritten
+                    raise RuntimeError(f"two live sources named {spec.name!r}")
                 runner = self._build_runner(spec)
                 self.runners[spec.name] = runner
                 runner.capture.start()
@@ -149,7 +167,7 @@ class LiveRuntime:
             self.inference.start()
             self.supervisor.watch_inference()
             self.watchdog.start()
-        log.info("live runtime started: %s", ", ".join(f"{s.name} ({s.kind.value}: {s.uri})" for s in self.specs))
+        log.info("live runtime started: %s", ", ".join(f"{s.name} ({s.kind.value}: {s.shown})" for s in self.specs))
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -202,13 +220,15 @@ class LiveRuntime:
         for name, runner in self.runners.items():
             capture, worker = runner.capture, runner.worker
             tracks, width = self.state.tracks(name)
+            counters = capture.counters
             sources[name] = SourceStatus(
-                kind=runner.spec.kind.value, uri=str(runner.spec.uri), status=capture.status,
-                alive=capture.status == "open", last_error=capture.last_error,
-                fps_processed=round(worker.processed.rate(now), 2), frames_read=capture.frames_read,
-                frames_sampled=capture.frames_sampled, frames_dropped=runner.frames.dropped,
-                frames_skipped=capture.frames_skipped,
-                queue_depth=len(runner.frames), reconnects=capture.reconnects, frame_width=width,
+                kind=runner.spec.kind.value, uri=runner.spec.shown, status=capture.status,
+                alive=capture.status == "open", last_error=capture.last_error, waiting_for=capture.waiting_for,
+                fps_processed=round(worker.processed.rate(now), 2), frames_read=counters.frames_read,
+                frames_sampled=counters.frames_sampled, frames_dropped=runner.frames.dropped,
+                frames_skipped=counters.frames_skipped, skipped=dict(counters.skipped),
+                last_skipped=counters.last_skip, worker_errors=worker.error_tally.by_kind(),
+                queue_depth=len(runner.frames), reconnects=counters.reconnects, frame_width=width,
                 label_changes=self.emotions.gate.label_changes[name],
                 detector_searches=asdict(self._search_counts.get(name, SearchCounts())),
                 tracks=[TrackStatus(track_id=t.track_id, box=t.box, first_seen=round(t.first_seen, 3),
@@ -217,5 +237,6 @@ class LiveRuntime:
         return RuntimeStatus(
             t=round(now, 3), model=self.engine.spec.name, sources=sources, windows_queue_depth=len(self.windows),
             windows_dropped=self.windows.dropped, windows_classified=self.inference.windows_done,
+            inference_errors=self._inference_errors.by_kind(),
             events_published=self.bus.published, subscribers=self.bus.subscribers,
             events_dropped_slow_clients=self.bus.dropped_total, watchdog_restarts=dict(self.watchdog.restarts))

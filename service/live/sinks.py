@@ -10,26 +10,26 @@ PATH.2 ..., the oldest beyond `backups` deleted) so a robot that runs for months
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from service.ingest.queues import BoundedQueue
+from service.threads import POLL_S, StoppableThread
 
 log = logging.getLogger(__name__)
 
 
 class QueuedSink:
-    """Calls `handle(event)` for every event, in its own thread; calling the sink only queues the event."""
+    """Calls `handle(event)` for every event, in its own thread; calling the sink only queues the event. Stopping
+    follows service/threads.py, and the thread handles what is already queued before it returns."""
 
     def __init__(self, name: str, handle: Callable[[object], None], maxsize: int,
                  on_stop: Callable[[], None] | None = None):
         self.name, self.handle, self.on_stop = name, handle, on_stop
         self._queue: BoundedQueue[object] = BoundedQueue(maxsize)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
+        self._thread = _SinkThread(self)
         self.handled = 0
         self.errors = 0
 
@@ -46,17 +46,16 @@ class QueuedSink:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Handle what is already queued (for up to `timeout`), then stop and call `on_stop`."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._thread.stop_and_join(timeout)
         if self.on_stop is not None:
             self.on_stop()
 
-    def _run(self) -> None:
+    def drain(self, thread: StoppableThread) -> None:
+        """The sink thread's body: every queued event handed to `handle`, until stopped with nothing left."""
         while True:
-            event = self._queue.get(timeout=0.2)
+            event = self._queue.get(timeout=POLL_S)
             if event is None:
-                if self._stop.is_set():
+                if thread.stopping:
                     return
                 continue
             try:
@@ -65,6 +64,15 @@ class QueuedSink:
             except Exception:  # a broken sink must not stop the others, nor its own next events
                 self.errors += 1
                 log.exception("event sink %s failed", self.name)
+
+
+class _SinkThread(StoppableThread):
+    def __init__(self, sink: QueuedSink):
+        super().__init__(f"sink-{sink.name}")
+        self.sink = sink
+
+    def run(self) -> None:
+        self.sink.drain(self)
 
 
 class JsonlLog:

@@ -16,7 +16,7 @@ from service.events import TrackEvent
 from service.ingest.capture import CaptureThread, CapturedFrame
 from service.ingest.queues import BoundedQueue
 from service.ingest.sources import SourceSpec
-from service.live.bus import EventBus
+from service.live.ended_tracks import EndedTracks
 from service.live.watchdog import Health, Watchdog
 from service.live.workers import FaceWorker, InferenceWorker
 from service.metrics import StageTimer
@@ -38,8 +38,8 @@ class LiveRuntime(Protocol):
     """What the supervisor needs of service.live.runtime.LiveRuntime: its parts, and how it builds new ones."""
 
     state: LiveState
-    bus: EventBus
     inference: InferenceWorker
+    ended_tracks: EndedTracks
 
     def clock(self) -> float: ...
 
@@ -51,10 +51,10 @@ class LiveRuntime(Protocol):
 
 
 def capture_health(runner: SourceRunner) -> Health:
+    """A capture's progress is its heartbeat, one per turn of its loop: a source waiting for frames (a silent ROS
+    topic) or reconnecting with its backoff is healthy; only a thread stuck inside one call stalls."""
     capture = runner.capture
-    # While reconnecting, the capture runs its own backoff; only an open source that stops delivering stalls.
-    progress = (capture.last_frame_at or capture.opened_at) if capture.status == "open" else None
-    return Health(capture.is_alive(), progress)
+    return Health(capture.is_alive(), capture.heartbeat)
 
 
 def worker_health(worker: FaceWorker | InferenceWorker) -> Health:
@@ -86,13 +86,14 @@ class Supervisor:
         runner.worker.start()
 
     def end_tracks(self, source: str) -> None:
-        """The new pipeline starts with no track: the old ones end now (their windows in progress are lost)."""
+        """The new pipeline starts with no track: the old ones end now (their windows in progress are lost; those
+        already queued are classified before their track_lost is published)."""
         runtime = self.runtime
         tracks, _ = runtime.state.tracks(source)
         for track in tracks:
             runtime.state.track_lost(source, track.track_id)
-            runtime.bus.publish(TrackEvent(source=source, type="track_lost", track_id=track.track_id,
-                                           t=round(runtime.clock(), 3), box=track.box))
+            runtime.ended_tracks.ended(TrackEvent(source=source, type="track_lost", track_id=track.track_id,
+                                                  t=round(runtime.clock(), 3), box=track.box))
 
     def restart_inference(self) -> None:
         old = self.runtime.inference

@@ -4,9 +4,10 @@ between restarts of the same component, and counts (as Frigate's CameraWatchdog 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from service.threads import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +41,20 @@ class Watched:
     restarts: int = 0
 
 
-class Watchdog(threading.Thread):
+class Watchdog(StoppableThread):
     def __init__(self, clock: Callable[[], float], stall_s: float = 20.0, interval_s: float = 2.0,
                  retry_interval_s: float = 10.0):
-        super().__init__(name="watchdog", daemon=True)
+        super().__init__("watchdog")
         self.clock, self.stall_s, self.interval_s, self.retry_interval_s = clock, stall_s, interval_s, retry_interval_s
         self._watched: list[Watched] = []
-        self._stop_event = threading.Event()
         self.restarts: dict[str, int] = {}
         self.last_reasons: dict[str, str] = {}
 
     def watch(self, name: str, health: Callable[[], Health], restart: Callable[[], None]) -> None:
         self._watched.append(Watched(name, health, restart))
 
-    def stop(self) -> None:
-        self._stop_event.set()
-
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval_s):
+        while not self.pause(self.interval_s):
             self.check()
 
     def check(self) -> None:
@@ -66,7 +63,7 @@ class Watchdog(threading.Thread):
             reason = restart_reason(item.health(), now, self.stall_s)
             if reason is None:
                 continue
-            if self._stop_event.is_set():
+            if self.stopping:
                 return  # stopping: what stopped meanwhile did not die
             if item.last_restart is not None and now - item.last_restart < self.retry_interval_s:
                 continue  # give the last restart time to take effect

@@ -33,6 +33,7 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.topic import Topic
 
 from service.live.sinks import QueuedSink
+from service.threads import PeriodicThread
 from service.state import LiveState
 from service.ros.dds import dds_topic_name, output_qos, participant
 from service.ros.messages import Expression, Header, IdsList, NormalizedRegionOfInterest2D, String, Time
@@ -86,10 +87,9 @@ class RosPublisher:
         self._lock = threading.Lock()
         self._last_ids: list[str] | None = None
         self._last_tracked_at = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ros-publisher", daemon=True)
+        self._thread = PeriodicThread("ros-publisher", settings.poll_s, self.poll)
         self.published = 0
-        self.errors = 0
+        self._event_errors = 0
 
     def face_id(self, source: str, track_id: int) -> str:
         return f"{self.tag}_{face_token(source)}_{track_id}"
@@ -124,7 +124,7 @@ class RosPublisher:
             self._messages.write(String(json.dumps([m.model_dump() for m in event.messages])))
             self.published += 3
         except Exception:  # a sink must not raise into the pipeline
-            self.errors += 1
+            self._event_errors += 1
             log.exception("ROS publisher: emotion event of %s track %s not published", event.source, event.track_id)
 
     # ---- faces in view, polled ----------------------------------------------------------------------------------
@@ -133,17 +133,12 @@ class RosPublisher:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._thread.stop_and_join(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.poll_s):
-            try:
-                self.poll()
-            except Exception:
-                self.errors += 1
-                log.exception("ROS publisher: faces in view not published")
+    @property
+    def errors(self) -> int:
+        """Emotion events not published, and polls of the faces in view that failed (logged)."""
+        return self._event_errors + self._thread.errors
 
     def poll(self) -> None:
         """roi of every face seen in a new frame; the tracked list on a change or when tracked_period_s passed;

@@ -5,12 +5,14 @@ one Engine protocol both backends follow."""
 import logging
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from service.emotions import EmotionStage
 from service.events import TrackEvent
 from service.ingest.capture import CaptureThread
+from service.ingest.frame_source import FrameLimits
 from service.ingest.queues import BoundedQueue
 from service.ingest.sources import parse_source
 from service.live.ended_tracks import EndedTracks
@@ -66,9 +68,9 @@ def emotions(settings):
     engine = ScriptedEngine()
     # EMA with alpha 0.5: its smoothed probabilities are easy to state (the switch smoother has its own tests).
     stage = EmotionStage(settings.model_copy(update={"smoothing": "ema", "ema_alpha": 0.5}), engine, state)
-    ended = EndedTracks(stage, windows)
+    ended = EndedTracks(stage, windows, published.append)
     worker = InferenceWorker(stage, windows, settings.max_batch, published.append, clock=lambda: 12.5,
-                             after_batch=ended.forget_ended, observe_frame_to_event=latencies.append)
+                             after_batch=ended.settle, observe_frame_to_event=latencies.append)
 
     def infer(pending: PendingWindow, probs: np.ndarray) -> None:
         engine.answers.append(probs)
@@ -91,17 +93,19 @@ def test_emotion_events_carry_raw_and_smoothed_probabilities(emotions):
     assert latencies == [2.5, 0.5]  # the clock (12.5) minus each window's last frame time
 
 
-def test_an_ended_tracks_smoothing_is_forgotten_once_its_last_window_is_done(emotions):
-    infer, stage, ended, windows, _, _ = emotions
+def test_a_tracks_lost_comes_after_its_last_windows_event_and_then_its_smoothing_is_forgotten(emotions):
+    infer, stage, ended, windows, published, _ = emotions
     infer(PendingWindow("cam", window(1, 10.0)), one_hot(3))
     windows.put(PendingWindow("cam", window(1, 11.0)))  # its last window, still waiting for inference
-    ended.note_event(TrackEvent(source="cam", type="track_lost", track_id=1, t=11.0, box=(0, 0, 1, 1)))
-    ended.forget_ended()
-    assert ("cam", 1) in stage.smoother  # kept for the window still to come
+    ended.ended(TrackEvent(source="cam", type="track_lost", track_id=1, t=11.0, box=(0, 0, 1, 1)))
+    ended.settle()
+    assert [e.type for e in published] == ["emotion"] and ended.waiting == 1  # held back for the window to come
+    assert ("cam", 1) in stage.smoother
     last = windows.get(timeout=1)
     infer(last, one_hot(3))
-    ended.forget_ended()
-    assert ("cam", 1) not in stage.smoother
+    ended.settle()
+    assert [e.type for e in published] == ["emotion", "emotion", "track_lost"]  # the last emotion first
+    assert published[1].t_end == 11.0 and ("cam", 1) not in stage.smoother and ended.waiting == 0
 
 
 def test_clip_events_are_smoothed_like_live_ones(settings):
@@ -133,6 +137,8 @@ def test_a_restarted_face_worker_gets_its_own_pipeline_and_its_tracks_end(settin
         assert new.pipeline is not old.pipeline
         assert new.pipeline.detector is not old.pipeline.detector
         assert new.pipeline.tracker is not old.pipeline.tracker
+        # Published by the inference worker once no window of it waits (here: at once, on its next idle turn).
+        wait_for(lambda: any(e.type == "track_lost" for e in published), timeout=10)
         assert [(e.type, e.track_id) for e in published if e.type == "track_lost"] == [("track_lost", 7)]
         assert runtime.state.tracks("door")[0] == []
     finally:
@@ -178,12 +184,17 @@ def test_the_knobs_reach_their_components(settings, tmp_path):
     from service.metrics import StageTimer
 
     tuned = Settings(_env_file=None, track_silence_s=1.5, clip_jobs_kept=7, frame_cache_frames=99,
-                     smoother_max_tracks=5, capture_timeout_ms=1234, decode_threads=2)
+                     smoother_max_tracks=5, capture_timeout_ms=1234, decode_threads=2, max_frame_side=2000,
+                     max_frame_pixels=3_000_000, max_frame_aspect=3, track_lost_s=0.5, sample_fps=10)
     runtime = LiveRuntime(tuned, create_engine(settings), ["0"])
-    assert runtime.opener.keywords == {"timeout_ms": 1234, "decode_threads": 2}
+    assert runtime.opener.keywords == {"timeout_ms": 1234, "decode_threads": 2,
+                                       "limits": FrameLimits(2000, 3_000_000, 3.0)}
+    capture = runtime.new_capture(runtime.specs[0], BoundedQueue(2))
+    assert capture.silence_s == 1.234 and capture.counters is runtime.new_capture(runtime.specs[0], None).counters
     assert runtime.inference.frame_cache.capacity == 99 and runtime.emotions.smoother.max_tracks == 5
     worker = runtime.new_face_worker(runtime.specs[0], BoundedQueue(2), StageTimer())
     assert worker.silence_s == 1.5
+    assert worker.pipeline.tracker.inner.max_missed == 5  # 0.5 s at 10 sampled frames a second
     jobs = ClipJobs(tuned, engine=None)
     assert jobs.keep == 7
     jobs.shutdown()
@@ -265,3 +276,77 @@ def test_a_track_publishes_at_most_max_event_hz_plus_every_label_change(settings
     assert [e and e.label for e in events] == ["happy", None, "sad"]  # a change never waits for the rate
     off_beat.forget("cam", 1)
     assert off_beat.classify([("cam", window(1, 0.3))], None, StageTimer()) != [None]  # a forgotten track anew
+
+
+def test_a_restarted_face_worker_numbers_its_frames_on_so_no_scene_feature_is_reused(settings, astronaut_image):
+    """The frame cache keys a scene crop by (source, frame number) alone: a new face worker whose frames counted
+    from 0 again handed a scene-aware model (OUS) the scene features of frames the old one had encoded."""
+    from service.inference import create_engine
+    from service.live.runtime import LiveRuntime
+    from service.metrics import StageTimer
+
+    runtime = LiveRuntime(settings, create_engine(settings), ["door=0"],
+                          opener=lambda spec: FakeCamera(0, opens=False))  # workers built, never started
+    frame = cv2.resize(astronaut_image, (640, 480))
+
+    def frame_ids(worker) -> set[int]:
+        ids = set()
+        for t in range(10):
+            for window in worker.pipeline.process(t / 8, frame).windows:
+                ids.update(window.frame_ids)
+        return ids
+
+    first = frame_ids(runtime.new_face_worker(runtime.specs[0], BoundedQueue(2), StageTimer()))
+    second = frame_ids(runtime.new_face_worker(runtime.specs[0], BoundedQueue(2), StageTimer()))
+    assert first and second and not first & second
+
+
+def test_a_tracks_last_emotion_event_comes_before_its_track_lost_live(settings):
+    """Before: the final window of a track was queued when the track ended and its track_lost published at once;
+    the window was classified after, so listeners (the LLM forwarder) heard of an emotion of a person who had already
+    left. Here the face worker's pipeline ends a track with its final window while inference is busy."""
+    from service.events import TrackEvent
+    from service.ingest.capture import CapturedFrame
+    from service.live.bus import EventBus
+    from service.live.workers import FaceWorker
+    from service.pipeline import FrameResult
+    from service.state import LiveState
+
+    class EndsATrack:
+        """Two windows of track 1, then its final window with its track_lost, as FacePipeline.process gives them."""
+
+        has_tracks, last_faces = True, []
+
+        def __init__(self):
+            self.results = [FrameResult(windows=[window(1, 1.0)]), FrameResult(windows=[window(1, 1.1)]),
+                            FrameResult(windows=[window(1, 1.2)], lifecycle=[
+                                TrackEvent(source="cam", type="track_lost", track_id=1, t=1.2, box=(0, 0, 1, 1))])]
+
+        def process(self, t, image):
+            return self.results.pop(0) if self.results else FrameResult()
+
+    class BusyEngine(ScriptedEngine):
+        def predict_windows(self, items, cache=None):
+            time.sleep(0.3)  # a robot's CPU with a real model: inference lags the face worker
+            return np.stack([one_hot(3) for _ in items])
+
+    state, bus, windows, frames = LiveState(), EventBus(), BoundedQueue(8), BoundedQueue(8)
+    state.add_source("cam", "camera")
+    state.track_seen("cam", 1, (0, 0, 1, 1), 1.0, 640)
+    stage = EmotionStage(settings.model_copy(update={"max_event_hz": 100.0}), BusyEngine(), state)
+    ended = EndedTracks(stage, windows, bus.publish)
+    events = []
+    bus.add_sink(events.append)
+    faces = FaceWorker("cam", frames, EndsATrack(), windows, state, bus.publish, time.monotonic, ended=ended.ended)
+    inference = InferenceWorker(stage, windows, 1, bus.publish, time.monotonic, after_batch=ended.settle)
+    faces.start()
+    inference.start()
+    try:
+        for n in range(3):
+            frames.put(CapturedFrame("cam", n, 1.0 + n / 10, np.zeros((4, 4, 3), np.uint8)))
+        wait_for(lambda: any(e.type == "track_lost" for e in events), timeout=30)
+    finally:
+        faces.stop_and_join(5)
+        inference.stop_and_join(5)
+    assert [(e.type, getattr(e, "t_end", None)) for e in events] == [
+        ("emotion", 1.0), ("emotion", 1.1), ("emotion", 1.2), ("track_lost", None)]
