@@ -277,3 +277,25 @@ def test_keep_highest_keeps_the_best_of_overlapping_faces_with_its_keypoints():
     apart = Detection((300, 0, 50, 50), 0.65, ((3.0, 3.0),))
     assert keep_highest([low, apart, high]) == [high, apart]
     assert keep_highest([]) == []
+
+
+def test_crops_that_shrink_are_resampled_with_area_interpolation_not_aliased():
+    """warpAffine has no area interpolation (INTER_AREA there is bilinear): a crop shrunk 5x took every 5th pixel,
+    and fine stripes came out as solid bars. The region search and the face check see such crops."""
+    from service.detect.base import crop_around, from_crop
+
+    stripes = np.zeros((480, 640, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: mean 127.5 at any coarser scale
+    crop, zoom, offset = crop_around(stripes, (220.0, 140.0, 200.0, 200.0), 3.0, 128)
+    inside = crop[20:100, 20:100].astype(np.float64)  # within the frame
+    assert zoom < 1 and abs(inside.mean() - 127.5) < 3 and inside.std() < 20
+    # The mapping back still lands where it should: the frame's centre of the box is the crop's centre.
+    from service.detect.base import Detection
+
+    centre = from_crop(Detection((63.0, 63.0, 2.0, 2.0), 1.0), zoom, offset).box
+    assert abs(centre[0] + centre[2] / 2 - 320) < 3 and abs(centre[1] + centre[3] / 2 - 240) < 3
+    # Beyond the frame it is black, and a grey frame gives a grey crop.
+    edge, _, _ = crop_around(stripes, (600.0, 440.0, 100.0, 100.0), 3.0, 64)
+    assert edge[-5:, -5:].max() == 0
+    grey, _, _ = crop_around(np.zeros((480, 640), np.uint8), (220.0, 140.0, 200.0, 200.0), 3.0, 128)
+    assert grey.shape == (128, 128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -100,14 +101,29 @@ def keep_highest(faces: list[Detection], iou: float = 0.3) -> list[Detection]:
 def crop_around(image: np.ndarray, box: tuple[float, float, float, float], scale: float,
                 size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
     """A size x size crop centred on `box`, `scale` times its longest side (black beyond the frame), and how it maps
-    the frame: crop pixel = frame pixel * zoom + offset."""
+    the frame: crop pixel = frame pixel * zoom + offset. Shrunk with area interpolation (warpAffine has none: it
+    would take every 1/zoom-th pixel, aliased), enlarged bilinearly; never more memory than the crop's."""
     x, y, w, h = box
-    zoom = size / (scale * max(w, h, 1e-6))
-    offset = (size / 2 - zoom * (x + w / 2), size / 2 - zoom * (y + h / 2))
-    matrix = np.array([[zoom, 0, offset[0]], [0, zoom, offset[1]]], np.float64)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT)
-    return crop, zoom, offset
+    side = scale * max(w, h, 1e-6)
+    zoom = size / side
+    if zoom >= 1:
+        offset = (size / 2 - zoom * (x + w / 2), size / 2 - zoom * (y + h / 2))
+        matrix = np.array([[zoom, 0, offset[0]], [0, zoom, offset[1]]], np.float64)
+        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return crop, zoom, offset
+    # The region's whole pixels: the part inside the frame resized into its place on a black canvas.
+    n = max(1, math.ceil(side))
+    x0, y0 = math.floor(x + w / 2 - n / 2), math.floor(y + h / 2 - n / 2)
+    zoom = size / n
+    crop = np.zeros((size, size) + image.shape[2:], image.dtype)
+    height, width = image.shape[:2]
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x0 + n), min(height, y0 + n)
+    dx0, dy0, dx1, dy1 = (round((ix0 - x0) * zoom), round((iy0 - y0) * zoom), round((ix1 - x0) * zoom),
+                          round((iy1 - y0) * zoom))
+    if ix1 > ix0 and iy1 > iy0 and dx1 > dx0 and dy1 > dy0:
+        part = cv2.resize(image[iy0:iy1, ix0:ix1], (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA)
+        crop[dy0:dy1, dx0:dx1] = part.reshape(crop[dy0:dy1, dx0:dx1].shape)
+    return crop, zoom, (-x0 * zoom, -y0 * zoom)
 
 
 def from_crop(detection: Detection, zoom: float, offset: tuple[float, float]) -> Detection:

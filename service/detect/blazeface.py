@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.detect.base import Detection, FaceDetector, as_bgr, box_ious, keep_highest
+from service.detect.base import Detection, FaceDetector, as_bgr, box_ious, crop_around, keep_highest
 from service.detect.checks import keypoints_plausible
 from service.errors import DetectorError
 
@@ -128,6 +128,11 @@ def _weighted_nms(corners: np.ndarray, points: np.ndarray, scores: np.ndarray, i
     return found
 
 
+def model_input(bgr: np.ndarray) -> np.ndarray:
+    """A BGR uint8 picture of the model's input size as BlazeFace takes it: RGB, float32 in [-1, 1]."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+
+
 def load_session(path: Path, threads: int = 1):
     """An ONNX Runtime session for a converted model; a missing or unreadable file is a DetectorError naming it."""
     import onnxruntime as ort
@@ -209,8 +214,7 @@ class BlazeFaceFaceDetector(FaceDetector):
         canvas = np.zeros((height, width, 3), np.uint8)
         x0, y0 = (width - nw) // 2, (height - nh) // 2
         canvas[y0:y0 + nh, x0:x0 + nw] = resized
-        tensor = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).astype(np.float32)
-        return tensor * np.float32(2 / 255) - np.float32(1), scale, (x0, y0)
+        return model_input(canvas), scale, (x0, y0)
 
     def raw_outputs(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self._session.run(["boxes", "scores"], {"input": tensor[None]})
@@ -284,3 +288,27 @@ class AutoRangeBlazeFace(FaceDetector):
             found = keep_highest(found + self.full.detect(image), NMS_IOU)
         return found
 
+
+class FaceLikeCrop:
+    """The second look at a candidate face (against phantoms, docs/DETECTION.md): BlazeFace full range's score for
+    a face at the centre of a crop `scale` times the candidate's box side, scaled to the model's own 192x192 input
+    (the scale it was trained for; 0: nothing face-like there). A real face scores high at any size it was found at;
+    backgrounds that looked like faces at one scale (galaxies, a building, a collar) rarely do. The tracker runs it
+    on the first frames of a candidate only (service/track/confirm.py)."""
+
+    def __init__(self, scale: float = 3.0, threads: int = 1):
+        self.scale = scale
+        self.model = BlazeFaceFaceDetector("full", score=0.0, min_face=1, threads=threads)
+        self.size = self.model.config.input_size
+
+    def crop(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        return crop_around(image, box, self.scale, self.size)[0]
+
+    def score(self, image: np.ndarray, box: tuple[float, float, float, float]) -> float:
+        tensor = model_input(self.crop(image, box))
+        found = decode(*self.model.raw_outputs(tensor), ssd_anchors(self.model.config, self.size, self.size), 0.05)
+        # The candidate's face sits at the centre, a third of the crop: a face found within a fraction of that
+        # face's side from the centre is the same one (not a neighbour in the crop).
+        reach = self.size / self.scale
+        return max((f.score for f in found if abs(f.box[0] + f.box[2] / 2 - self.size / 2) < 0.35 * reach
+                    and abs(f.box[1] + f.box[3] / 2 - self.size / 2) < 0.45 * reach), default=0.0)

@@ -3,7 +3,7 @@
 frames in between, only a region around each face already known, cropped and scaled so that face is
 REGION_FACE_FACTOR x min_face pixels: the embedded BlazeFace then runs on its own 128x128 input (2.3 ms of CPU
 against 7.3 ms for a whole 640x480 frame and 22.5 ms for a 1280x720 one). A face the region search loses is found
-again by the next whole-frame pass; the tracker keeps its track meanwhile (track_max_missed). A frame between two
+again by the next whole-frame pass; the tracker keeps its track meanwhile (track_lost_s). A frame between two
 passes with no face known costs nothing. docs/DETECTION.md has what this costs and finds (bench regions).
 """
 

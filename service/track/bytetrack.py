@@ -17,15 +17,18 @@ from service.track.base import FaceTracker, TrackedFace, TrackUpdate
 class ByteTrackFaceTracker(FaceTracker):
     id_lag = 1  # a track spawned in one frame gets its id when matched in the next
 
-    def __init__(self, frame_rate: float = 8.0, max_missed: int = 8, min_hits: int = 3, min_iou: float = 0.1,
-                 activation_score: float = 0.5):
-        """`activation_score`: ByteTrack's high/low split: detections this confident start tracks and are matched
+    def __init__(self, max_missed: int = 8, min_hits: int = 3, min_iou: float = 0.1, activation_score: float = 0.5):
+        """`max_missed`: updates (sampled frames) a track survives unseen, in ByteTrack and here alike.
+        `activation_score`: ByteTrack's high/low split: detections this confident start tracks and are matched
         first; weaker ones only continue tracks that the first pass left unmatched."""
-        self.max_missed = max_missed
+        # `trackers` reads lost_track_buffer as frames at 30 fps and scales it by frame_rate / 30: given at 30 fps,
+        # it is exactly max_missed of our updates, whatever the sampling rate (given at 8 fps, a buffer of 8 was 3
+        # updates, and a face unseen for half a second came back under a new id beside its old track's ghost).
         self._tracker = ByteTrackTracker(
-            lost_track_buffer=max_missed, frame_rate=frame_rate, track_activation_threshold=activation_score,
+            lost_track_buffer=max_missed, frame_rate=30.0, track_activation_threshold=activation_score,
             minimum_consecutive_frames=min_hits, minimum_iou_threshold=min_iou,
             high_conf_det_threshold=activation_score)
+        self.max_missed = self._tracker.maximum_frames_without_update
         self._missed: dict[int, int] = {}  # live track id -> updates since last seen
 
     def update(self, detections: list[Detection], image=None) -> TrackUpdate:

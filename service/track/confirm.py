@@ -6,6 +6,12 @@ a candidate hidden (no face out, no track_new, no windows, nothing in the live v
 track is born from a confident detection; weaker ones only continue it), and, when a face check is given, a crop
 around it looked like a face (mean score of `check` over those frames at least `check_score`). Once confirmed, it
 is a track until the inner tracker loses it; a candidate that never confirms ends silently.
+
+The face check costs about a detection, so it runs on a candidate's first frames only: judged on its first
+`min_hits` consecutive frames and found wanting, a candidate is rejected and not checked while `retry_frames` pass,
+then judged again on fresh frames (a person who turned towards the camera is found; a background that stays costs
+two checks a second instead of eight). A candidate that keeps missing frames before it can be judged is judged on
+MAX_UNJUDGED checks. 0 retry_frames: rejected for as long as the inner tracker keeps it.
 """
 
 from __future__ import annotations
@@ -19,19 +25,27 @@ from service.detect.base import Detection
 from service.track.base import FaceTracker, TrackedFace, TrackUpdate
 
 
+# Face checks a candidate may cost without a judgement (its count restarted by missed frames): a phantom that flickers
+# in and out is judged on these, not checked on every frame it shows up.
+MAX_UNJUDGED = 4
+
+
 @dataclass
 class _Candidate:
     scores: deque  # detector scores of its latest consecutive frames (bounded: the frames confirmation needs)
     checks: deque  # face-check scores of the same frames
     last_frame: int = -1
+    unjudged: int = 0  # face checks since its last judgement
+    rejected_at: int | None = None  # the frame of its last judgement, when it was found wanting
 
 
 class ConfirmingTracker(FaceTracker):
-    """`check(image, box) -> score` (e.g. service.detect.checks.FaceLikeCrop.score), or None for no face check."""
+    """`check(image, box) -> score` (e.g. service.detect.blazeface.FaceLikeCrop.score), or None for no face check."""
 
     def __init__(self, inner: FaceTracker, min_hits: int = 3, start_score: float = 0.0, check=None,
-                 check_score: float = 0.0):
+                 check_score: float = 0.0, retry_frames: int = 8):
         self.inner, self.min_hits, self.start_score = inner, max(1, min_hits), start_score
+        self.retry_frames = retry_frames
         self.check, self.check_score = (check if check_score > 0 else None), check_score
         self._candidates: dict[int, _Candidate] = {}
         self._confirmed: set[int] = set()
@@ -62,6 +76,12 @@ class ConfirmingTracker(FaceTracker):
             kept = max(1, self.min_hits - self.inner.id_lag)  # the frames confirmation looks at
             self._candidates[face.track_id] = _Candidate(deque(maxlen=kept), deque(maxlen=kept))
         candidate = self._candidates[face.track_id]
+        if candidate.rejected_at is not None:
+            if not self.retry_frames or self._frame - candidate.rejected_at < self.retry_frames:
+                return False
+            candidate.rejected_at = None  # judged again, on fresh frames
+            candidate.scores.clear()
+            candidate.checks.clear()
         if candidate.last_frame != self._frame - 1:  # a gap: its count starts again (as SORT's min_hits)
             candidate.scores.clear()
             candidate.checks.clear()
@@ -69,8 +89,17 @@ class ConfirmingTracker(FaceTracker):
         candidate.scores.append(face.detection.score)
         if self.check is not None:
             candidate.checks.append(self.check(image, face.detection.box))
-        return (len(candidate.scores) + self.inner.id_lag >= self.min_hits and max(candidate.scores) >= self.start_score
-                and (self.check is None or float(np.mean(candidate.checks)) >= self.check_score))
+            candidate.unjudged += 1
+        judged = len(candidate.scores) + self.inner.id_lag >= self.min_hits
+        if not judged and (self.check is None or candidate.unjudged < MAX_UNJUDGED):
+            return False
+        confirmed = (judged and max(candidate.scores) >= self.start_score
+                     and (self.check is None or float(np.mean(candidate.checks)) >= self.check_score))
+        # With a face check (about a detection's cost), a candidate that does not pass rests for retry_frames;
+        # without one, its window slides on (a later confident detection may still start it).
+        if not confirmed and self.check is not None:
+            candidate.rejected_at, candidate.unjudged = self._frame, 0
+        return confirmed
 
     def flush(self) -> list[int]:
         ids = [track_id for track_id in self.inner.flush() if track_id in self._confirmed]
