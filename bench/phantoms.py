@@ -11,6 +11,13 @@ photographs where the true faces are known.
 Per configuration (settings overrides): false tracks per hour of nobody's footage; tracks and false tracks per
 set; precision (tracked boxes on a true face / all tracked boxes) and recall (true faces in a track / all true faces,
 per frame), and people found (in a track at least once) against the first configuration's (`lost`).
+
+All of that is the footage the checks' thresholds were chosen on (the tuning footage). Held apart from it
+(service/footage/held_out.py, never looked at while tuning): other photographs with nobody in them (a cat's face,
+tissue, text, logos, a head phantom, ...) and 100 other people (scikit-image's LFW subset). `held_out()` runs the
+checks off against the defaults there, at 640x480 and 1280x720: the figures the README reports.
+
+    python -m bench.phantoms --held-out     # only the held-out comparison (a few minutes)
 """
 
 from __future__ import annotations
@@ -76,16 +83,43 @@ def run_clip(settings: Settings, clip: Clip, detector=None) -> dict:
         result = pipeline.process(i / settings.sample_fps, frame)
         news += sum(e.type == "track_new" for e in result.lifecycle)
         for crop in result.crops:
-            hits = [_centre_inside(crop.box, t) for t in truth]
+            hits = [t is not None and _centre_inside(crop.box, t) for t in truth]
             track_frames.setdefault(crop.track_id, []).append(any(hits))
             found[i] = [a or b for a, b in zip(found[i], hits)]
     pipeline.finish()
-    people = len(clip.faces[0]) if clip.faces else 0
+    people = len(clip.faces[0]) if clip.faces else 0  # the same people in every frame; None: out of view
     return {"frames": len(clip.frames), "tracks": len(track_frames), "track_new": news,
             "false_tracks": sum(sum(v) * 2 < len(v) for v in track_frames.values()),
             "boxes": sum(map(len, track_frames.values())), "true_boxes": sum(map(sum, track_frames.values())),
-            "faces": sum(map(len, clip.faces)), "faces_tracked": sum(map(sum, found)),
-            "people_found": [any(f[p] for f in found) for p in range(people)]}
+            "faces": sum(t is not None for faces in clip.faces for t in faces), "faces_tracked": sum(map(sum, found)),
+            "people_found": [any(f[p] for f in found) for p in range(people)
+                             if any(faces[p] is not None for faces in clip.faces)]}
+
+
+HELD_OUT_NOBODY, HELD_OUT_PEOPLE, HELD_OUT_GROUPS = "nobody (held out)", "people (held out)", "groups (held out)"
+HELD_OUT_SETS = (HELD_OUT_NOBODY, HELD_OUT_PEOPLE, HELD_OUT_GROUPS)
+
+
+def held_out_footage(frames: int = 24, people_frames: int = 16, people_clips: int = 25,
+                     empty_names: tuple[str, ...] | None = None) -> list[Clip]:
+    from service.footage.held_out import group_photos, group_photos_available, held_out_empty_scenes, held_out_people
+
+    clips = [Clip(HELD_OUT_NOBODY, s.name, s.frames, s.faces) for s in held_out_empty_scenes(frames, empty_names)]
+    clips += [Clip(HELD_OUT_PEOPLE, s.name, s.frames, s.faces) for s in held_out_people(people_frames, people_clips)]
+    if group_photos_available():  # npm's face-api demo photographs, where installed (make faceapi-npm)
+        clips += [Clip(HELD_OUT_GROUPS, s.name, s.frames, s.faces) for s in group_photos(people_frames)]
+    return clips
+
+
+def _rates(sets: dict, nobody: str, with_faces: tuple[str, ...], sample_fps: float) -> dict:
+    """False tracks per hour of the `nobody` set; precision and recall over the sets `with_faces`."""
+    empty = sets.get(nobody, {"frames": 0, "false_tracks": 0})
+    hours = empty["frames"] / sample_fps / 3600
+    chosen = [sets[name] for name in with_faces if name in sets] + ([empty] if nobody in sets else [])
+    boxes, faces = sum(s["boxes"] for s in chosen), sum(s["faces"] for s in chosen)
+    return {"nobody_hours": hours, "false_tracks_per_hour": empty["false_tracks"] / hours if hours else None,
+            "precision": sum(s["true_boxes"] for s in chosen) / boxes if boxes else None,
+            "recall": sum(s["faces_tracked"] for s in chosen) / faces if faces else None}
 
 
 def run_config(settings: Settings, clips: list[Clip]) -> dict:
@@ -102,15 +136,12 @@ def run_config(settings: Settings, clips: list[Clip]) -> dict:
         total["clips_one_track"] += row["tracks"] == 1 and row["false_tracks"] == 0
         for key in ("frames", "tracks", "false_tracks", "boxes", "true_boxes", "faces", "faces_tracked"):
             total[key] += row[key]
-    nobody = sets.get("nobody", {"frames": 0, "false_tracks": 0})
-    hours = nobody["frames"] / settings.sample_fps / 3600
-    boxes = sum(s["boxes"] for s in sets.values())
-    faces = sum(s["faces"] for s in sets.values())
+    tuning = tuple(name for name in sets if name not in HELD_OUT_SETS)
     return {"sets": sets, "clips": per_clip, "cpu_ms_per_frame": 1000 * cpu / sum(len(c.frames) for c in clips),
-            "nobody_hours": hours,
-            "false_tracks_per_hour": nobody["false_tracks"] / hours if hours else None,
-            "precision": sum(s["true_boxes"] for s in sets.values()) / boxes if boxes else None,
-            "recall": sum(s["faces_tracked"] for s in sets.values()) / faces if faces else None}
+            **_rates(sets, "nobody", tuning, settings.sample_fps),  # the tuning footage
+            "held_out": _rates(sets, HELD_OUT_NOBODY, (HELD_OUT_PEOPLE, HELD_OUT_GROUPS), settings.sample_fps),
+            "held_out_sets": {name: _rates(sets, "", (name,), settings.sample_fps) for name in HELD_OUT_SETS[1:]
+                              if name in sets}}
 
 
 def compare(configs: dict[str, dict], clips: list[Clip]) -> dict:
@@ -164,11 +195,40 @@ def run(frames: int = 24, configs: dict[str, dict] | None = None,
               "footage": {s: sum(len(c.frames) for c in clips if c.set == s) for s in sets}}
     result["hd"] = {f"{w}x{h}": compare({"before (checks off)": BEFORE, "after (defaults)": {}}, scaled(clips, (w, h)))
                     for w, h in hd}
+    result["held_out"] = held_out(frames)  # the figures to report: footage no threshold was chosen on
     return result
 
 
+def held_out(frames: int = 24, sizes: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720))) -> dict:
+    """The checks off against the defaults on the held-out footage, at each size."""
+    clips = held_out_footage(frames)
+    configs = {"before (checks off)": BEFORE, "after (defaults)": {}}
+    return {"footage": {s: sum(len(c.frames) for c in clips if c.set == s) for s in HELD_OUT_SETS},
+            "sizes": {f"{w}x{h}": compare(configs, clips if (w, h) == (640, 480) else scaled(clips, (w, h)))
+                      for w, h in sizes}}
+
+
+def describe_held_out(result: dict) -> list[str]:
+    lines = [f"held-out footage (frames at 8 fps): {result['footage']}",
+             "size | config | false tracks per hour of nobody | precision | recall | recall per set | people found "
+             "per set | CPU ms per frame"]
+    for size, configs in result["sizes"].items():
+        for name, r in configs.items():
+            h = r["held_out"]
+            recall = ", ".join(f"{s.split()[0]} {v['recall']:.3f}" for s, v in r["held_out_sets"].items())
+            found = ", ".join(
+                f"{s.split()[0]} {sum(sum(row['people_found']) for k, row in r['clips'].items() if k.startswith(s))}"
+                f" of {sum(len(row['people_found']) for k, row in r['clips'].items() if k.startswith(s))}"
+                for s in r["held_out_sets"])
+            lines.append(f"  {size} | {name} | {h['false_tracks_per_hour']:.0f} | {h['precision']:.3f} | "
+                         f"{h['recall']:.3f} | {recall} | {found} | {r['cpu_ms_per_frame']:.1f}")
+    return lines
+
+
 def describe(result: dict) -> str:
-    lines = [f"footage (frames at 8 fps): {result['footage']}",
+    if "sizes" in result:  # held_out()
+        return "\n".join(describe_held_out(result))
+    lines = [f"tuning footage (frames at 8 fps): {result['footage']}",
              "config | false tracks per hour of nobody | precision | recall | per set: tracks (false) | portraits "
              "with exactly one track | people lost against the first row | CPU ms per frame"]
     for name, r in result["configs"].items():
@@ -183,4 +243,23 @@ def describe(result: dict) -> str:
         lines += [f"  {name} | {r['false_tracks_per_hour']:.0f} false tracks per hour | precision {r['precision']:.3f} "
                   f"| recall {r['recall']:.3f} | people lost {sum(r['lost'].values())} | {r['cpu_ms_per_frame']:.1f} ms"
                   for name, r in configs.items()]
+    if "held_out" in result:
+        lines += describe_held_out(result["held_out"])
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+    import logging
+
+    from bench.machine import machine_facts, save
+
+    parser = argparse.ArgumentParser(prog="python -m bench.phantoms", description="phantom faces against recall")
+    parser.add_argument("--held-out", action="store_true", help="only the held-out footage: checks off vs defaults")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    facts = machine_facts()
+    print(f"machine: {facts['cpu']}, {facts['cores']} cores, {facts['date']}")
+    outcome = held_out() if args.held_out else run()
+    print(describe(outcome))
+    print(f"  -> {save('phantoms-held-out' if args.held_out else 'phantoms', outcome)}")

@@ -69,9 +69,15 @@ def test_live_cpu_suite_runs_the_live_service_and_splits_its_cpu_by_thread(tmp_p
     settings = Settings(_env_file=None)
     row = live_cpu.measure(SAMPLE_CLIP, settings, create_engine(settings), seconds=1.0, warm_up_s=1.0)
     shares = row["cpu_percent_of_one_core"]
-    assert row["frames_read"] > 0 and shares["process"] > 0 and shares["faces"] > 0
-    assert sum(v for k, v in shares.items() if k != "process") == pytest.approx(shares["process"], abs=0.1)
-    assert sum(row["faces_by_stage"].values()) == pytest.approx(shares["faces"], abs=0.05)
+    assert row["frames_read"] > 0 and shares["process"] > 0
+    # The service's own threads are found by name and each measured (the capture decodes, the face worker detects).
+    named = {k: v for k, v in shares.items() if k not in ("process", "other")}
+    assert {"capture", "faces"} <= set(named) and named["capture"] > 0 and named["faces"] > 0
+    # Measured one by one, the threads never add up to more than the process as a whole (two clock ticks aside).
+    assert all(v >= 0 for v in named.values()) and shares["other"] >= -100 * 2 / live_cpu.TICK / row["wall_s"]
+    # The face worker's share is split by its stages' own timers: detection is most of it on the sample clip.
+    split = row["faces_by_stage"]
+    assert set(split) == {"detect", "track", "crop"} and split["detect"] >= max(split["track"], split["crop"])
     assert 0 < row["whole_frame_share"] <= 1 and row["settings"]["detect_every"] == settings.detect_every
 
 

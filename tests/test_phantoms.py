@@ -68,7 +68,8 @@ class Script(FaceDetector):
 
 
 def test_track_new_is_published_with_the_first_tracked_face_only_once_the_face_check_passes():
-    # The candidate at x=100 looks like a face from its third frame on; the one at x=400 never does.
+    # The candidate at x=100 looks like a face from its third frame on; the one at x=400 never does. Both are
+    # judged on their first two frames and rest two frames; x=100 passes when judged again (frames 3 and 4).
     looks_like = {2: {100}, 3: {100}, 4: {100}, 5: {100}}
     current = {}
 
@@ -76,7 +77,8 @@ def test_track_new_is_published_with_the_first_tracked_face_only_once_the_face_c
         return 0.9 if box[0] in looks_like.get(current["i"], ()) else 0.1
 
     settings = Settings(_env_file=None, detect_every=1, detect_every_empty=1)  # the script knows whole frames only
-    tracker = ConfirmingTracker(IouTracker(min_hits=1), min_hits=2, start_score=0.6, check=check, check_score=0.6)
+    tracker = ConfirmingTracker(IouTracker(min_hits=1), min_hits=2, start_score=0.6, check=check, check_score=0.6,
+                                retry_frames=2)
     pipeline = FacePipeline("s", None, settings, Script([[face(), face(400)]] * 6), tracker,
                             crop=CropPolicy(16, 1, 0.2))
     image = np.zeros((480, 640, 3), np.uint8)
@@ -87,8 +89,8 @@ def test_track_new_is_published_with_the_first_tracked_face_only_once_the_face_c
         seen.append(sorted(c.box[0] for c in result.crops))
         news += [(i, e.track_id) for e in result.lifecycle if e.type == "track_new"]
         assert [f.track_id for f in pipeline.last_faces] == [c.track_id for c in result.crops]  # the live view's
-    assert seen == [[], [], [], [100.0], [100.0], [100.0]]  # confirmed after two face-like frames (2 and 3)
-    assert news == [(3, 1)]
+    assert seen == [[], [], [], [], [100.0], [100.0]]  # confirmed after two face-like frames (3 and 4)
+    assert news == [(4, 1)]
     assert [e.type for e in pipeline.finish().lifecycle] == ["track_lost"]  # the unconfirmed one ends silently
 
 

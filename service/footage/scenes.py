@@ -81,24 +81,32 @@ def _stereo_left() -> np.ndarray:
 class Scene:
     name: str
     frames: list[np.ndarray]  # BGR, FRAME_SIZE
-    faces: list[list[tuple[float, float, float, float]]]  # true face boxes per frame (x, y, w, h)
+    # True face boxes per frame (x, y, w, h), the same people in the same order in every frame; None where one is
+    # out of view.
+    faces: list[list[tuple[float, float, float, float] | None]]
 
     @property
     def seconds(self) -> float:
         return len(self.frames) / FPS
 
 
-def _view(photo: np.ndarray, centre: tuple[float, float], zoom: float, size=FRAME_SIZE) -> np.ndarray:
-    """The frame a camera sees looking at `centre` (fractions of the photo) with `zoom`: 1 shows the photo's
-    largest frame-shaped region that fits, larger zooms in."""
-    h, w = photo.shape[:2]
+def view_matrix(photo_size: tuple[int, int], centre: tuple[float, float], zoom: float,
+                size=FRAME_SIZE) -> np.ndarray:
+    """The 2x3 map from photo to frame of a camera looking at `centre` (fractions of the photo of (width, height)
+    `photo_size`) with `zoom`: 1 shows the photo's largest frame-shaped region that fits, larger zooms in."""
+    w, h = photo_size
     fw, fh = size
     scale = max(fw / w, fh / h) * zoom  # photo px -> frame px; at zoom 1 the photo just covers the frame
     cx, cy = centre[0] * w, centre[1] * h
     half_w, half_h = fw / 2 / scale, fh / 2 / scale
     cx, cy = min(max(cx, half_w), w - half_w), min(max(cy, half_h), h - half_h)  # never past the photo's edges
-    matrix = np.array([[scale, 0, fw / 2 - scale * cx], [0, scale, fh / 2 - scale * cy]], np.float64)
-    return cv2.warpAffine(photo, matrix, size, flags=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA,
+    return np.array([[scale, 0, fw / 2 - scale * cx], [0, scale, fh / 2 - scale * cy]], np.float64)
+
+
+def _view(photo: np.ndarray, centre: tuple[float, float], zoom: float, size=FRAME_SIZE) -> np.ndarray:
+    """The frame a camera sees looking at `centre` with `zoom` (view_matrix)."""
+    matrix = view_matrix((photo.shape[1], photo.shape[0]), centre, zoom, size)
+    return cv2.warpAffine(photo, matrix, size, flags=cv2.INTER_LINEAR if matrix[0, 0] > 1 else cv2.INTER_AREA,
                           borderMode=cv2.BORDER_REFLECT)
 
 
@@ -108,11 +116,17 @@ def _noisy(frame: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> n
 
 
 def empty_scenes(frames: int = 24, names: tuple[str, ...] | None = None) -> Iterator[Scene]:
-    """Per photograph two scenes of `frames` frames: a slow pan across it at 1.6x zoom, and a zoom from the whole
-    photo to 2.5x on a point off its centre."""
-    rng = np.random.default_rng(27)
-    for name in names or tuple(EMPTY_PHOTOS):
-        photo = EMPTY_PHOTOS[name]()
+    """Per photograph of EMPTY_PHOTOS two scenes of `frames` frames (panned_and_zoomed)."""
+    photos = {name: EMPTY_PHOTOS[name] for name in names or tuple(EMPTY_PHOTOS)}
+    yield from panned_and_zoomed(photos, frames, seed=27)
+
+
+def panned_and_zoomed(photos: dict[str, Callable[[], np.ndarray]], frames: int, seed: int) -> Iterator[Scene]:
+    """Per photograph two scenes of `frames` frames with nobody in them: a slow pan across it at 1.6x zoom, and a
+    zoom from the whole photo to 2.5x on a point off its centre."""
+    rng = np.random.default_rng(seed)
+    for name, make in photos.items():
+        photo = make()
         steps = np.linspace(0, 1, frames)
         pan = [_noisy(_view(photo, (0.2 + 0.6 * s, 0.4 + 0.2 * math.sin(math.pi * s)), 1.6), rng) for s in steps]
         zoom = [_noisy(_view(photo, (0.45, 0.55), 2.5 ** s), rng) for s in steps]
