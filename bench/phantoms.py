@@ -83,7 +83,7 @@ def run_clip(settings: Settings, clip: Clip, detector=None) -> dict:
         result = pipeline.process(i / settings.sample_fps, frame)
         news += sum(e.type == "track_new" for e in result.lifecycle)
         for crop in result.crops:
-            hits = [t is not None and _centre_inside(crop.box, t) for t in truth]
+            hits = [t is not None and bool(_centre_inside(crop.box, t)) for t in truth]
             track_frames.setdefault(crop.track_id, []).append(any(hits))
             found[i] = [a or b for a, b in zip(found[i], hits)]
     pipeline.finish()
@@ -178,7 +178,8 @@ def scaled(clips: list[Clip], size: tuple[int, int]) -> list[Clip]:
     for clip in clips:
         sx, sy = size[0] / clip.frames[0].shape[1], size[1] / clip.frames[0].shape[0]
         out.append(Clip(clip.set, clip.name, [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in clip.frames],
-                        [[(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in faces] for faces in clip.faces]))
+                        [[None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+                          for box in faces] for faces in clip.faces]))
     return out
 
 

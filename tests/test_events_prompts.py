@@ -34,3 +34,15 @@ def test_events_round_trip_through_json_by_type():
                            messages=[ChatMessage(role="system", content="p"), ChatMessage(role="user", content="hi")])]
     restored = adapter.validate_json(adapter.dump_json(events))
     assert [type(e) for e in restored] == [TrackEvent, EmotionEvent] and restored == events
+
+
+def test_a_clip_report_puts_a_tracks_last_emotion_before_its_track_lost():
+    """A track's final window ends on the frame where it was last seen, the time of its track_lost: sorted by time
+    alone (as before), the track_lost, produced first, came first."""
+    from service.events import event_order
+
+    window = Window(1, np.zeros((16, 4, 4, 1), np.uint8), None, 1.0, 3.0, (0.0, 0.0, 1.0, 1.0))
+    last = emotion_event(window, np.array([0.2, 0.8]), ["sad", "happy"], "clip", "m")
+    lost = TrackEvent(source="clip", type="track_lost", track_id=1, t=3.0, box=(0, 0, 1, 1))
+    new = TrackEvent(source="clip", type="track_new", track_id=2, t=3.0, box=(0, 0, 1, 1))
+    assert sorted([lost, new, last], key=event_order) == [new, last, lost]
