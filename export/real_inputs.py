@@ -10,30 +10,40 @@ import numpy as np
 import torch
 
 
-def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) -> dict[str, torch.Tensor] | None:
-    """Up to max_windows consecutive windows of the largest face (and scene crops where the model needs them),
-    cropped by `crop` (a service.bundle.CropSpec: how the bundle will declare its crops; default the service's
-    margin) and normalised as the service normalises them; None if the clip has too few face frames."""
+def real_face_crops(clip: Path, size: int, channels: int, crop=None, max_crops: int = 32
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(face crops, scene crops), uint8 [size, size, channels]: the largest face of up to max_crops sampled frames
+    of the clip, cropped by `crop` (a service.bundle.CropSpec: how the bundle will declare its crops; default the
+    service's margin) by the service's own face loop."""
     from service.config import Settings
     from service.crops import crop_scene, declared_crop
     from service.detect import create_detector
-    from service.inference.engine import normalise
     from service.pipeline import ClipFaces, FacePipeline
     from service.track import create_tracker
 
     # The service's default detector; every sampled frame with a face counts (no track confirmation delay).
     settings = Settings(_env_file=None, track_min_hits=1, tracker="iou")
-    size, channels, frames = cfg["image_size"], cfg["channels"], cfg["num_frames"]
     policy = declared_crop(crop, size, channels, settings.face_margin)
     pipeline = FacePipeline("export", None, settings, create_detector(settings), create_tracker(settings),
                             crop=policy)
     faces, scenes = [], []
     for frame, result in ClipFaces(clip, pipeline, settings.sample_fps):
-        if len(faces) >= max_windows * frames:
+        if len(faces) >= max_crops:
             break
         if result.crops:
             faces.append(max(result.crops, key=lambda c: c.box[2] * c.box[3]).crop)
             scenes.append(crop_scene(frame.image, size, channels))
+    return faces, scenes
+
+
+def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) -> dict[str, torch.Tensor] | None:
+    """Up to max_windows consecutive windows of the largest face (and scene crops where the model needs them),
+    cropped as real_face_crops does and normalised as the service normalises them; None if the clip has too few
+    face frames."""
+    from service.inference.engine import normalise
+
+    size, channels, frames = cfg["image_size"], cfg["channels"], cfg["num_frames"]
+    faces, scenes = real_face_crops(clip, size, channels, crop, max_windows * frames)
     count = min(max_windows, len(faces) // frames)
     if count == 0:
         return None
