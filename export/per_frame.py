@@ -13,7 +13,8 @@ as the service normalises them -> the model's outputs [N, D]; colour order and N
 fixed to batch 1 runs in an ONNX Loop over the frames), window_head.onnx (the mean over the window's frames ->
 `logits` [B, K] and, with valence/arousal, `valence_arousal` [B, 2]) and model.onnx (both, on `faces`
 [B, 16, C, S, S]). Parity: the bundle's probabilities (and valence/arousal) must equal ONNX Runtime run on the
-original file with the layout's own preprocessing, on real face crops of the sample clip (tolerance 1e-4).
+original file with the layout's own preprocessing, on real face crops (export/real_inputs.py: photographs and the
+sample clip; tolerance 1e-4).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_export import ParityError
-from export.real_inputs import real_face_crops
+from export.real_inputs import real_face_crops, real_photo_crops
 from models.data.labelled_faces import LABEL_NAMES
 from service.bundle import (MODEL_ONNX, BundleSpec, CropSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
                             file_sha256)
@@ -401,7 +402,8 @@ def convert_per_frame(model_path: str | Path, layout: Layout, out_dir: str | Pat
     digest = file_sha256(model_path)
     training = TrainingInfo(dataset=layout.dataset, source=f"{layout.source}; file {model_path.name} (sha256 "
                             f"{digest[:16]})", license=layout.license, research_only=layout.research_only or None)
-    crops = np.stack(real_face_crops(real_clip, facts.size, layout.channels, crop, NUM_FRAMES)[0])
+    crops = np.stack(real_photo_crops(facts.size, layout.channels)
+                     + real_face_crops(real_clip, facts.size, layout.channels, crop, NUM_FRAMES)[0])
     reference = reference_outputs(model_path, facts, layout, crops)
     with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
         staging = Path(tmp) / "bundle"

@@ -56,3 +56,24 @@ def real_face_windows(cfg: dict, clip: Path, max_windows: int = 2, crop=None) ->
     if cfg.get("needs_scene"):
         inputs["scene"] = windows(scenes)
     return inputs
+
+
+def real_photo_crops(size: int, channels: int, margins: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4)) -> list[np.ndarray]:
+    """Face crops (uint8, RGB or grey as the service crops them) of the real photographs the service's footage is
+    made from (scikit-image's astronaut and cameraman, matplotlib's Grace Hopper; service/footage/people.py) and of
+    the astronaut edited to look surprised: each at several margins, mirrored, darker and brighter. Their labels
+    differ (happy, neutral, surprise, ...), so a parity check on them is not one saturated probability."""
+    import cv2
+
+    from service.crops import crop_face
+    from service.footage.expressions import SURPRISE, expression_photos
+    from service.footage.people import real_photos
+
+    photos = [(p.image, p.face) for p in real_photos()] + [(expression_photos()[SURPRISE], real_photos()[0].face)]
+    crops = []
+    for image, box in photos:
+        crops += [crop_face(image, box, size, channels, margin) for margin in margins]
+        x, _, w, _ = box
+        crops.append(crop_face(cv2.flip(image, 1), (image.shape[1] - x - w, *box[1:]), size, channels))
+        crops += [crop_face(cv2.convertScaleAbs(image, alpha=a), box, size, channels) for a in (0.5, 1.4)]
+    return crops
