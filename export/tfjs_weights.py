@@ -10,7 +10,7 @@ it:
 |---|---|---|---|
 | float32, int32, uint8, bool | none | 4, 4, 1, 1 | as stored (little-endian) |
 | float32 | uint8 or uint16 with `min`, `scale` | 1 or 2 | q * scale + min (computed in double, stored as float32) |
-| int32 | uint8 or uint16 with `min`, `scale` | 1 or 2 | round(q * scale + min) |
+| int32 | uint8 or uint16 with `min`, `scale` | 1 or 2 | Math.round(q * scale + min): halves up |
 | float32 | float16 | 2 | IEEE half -> float32 |
 
 face-api.js's models (npm `@vladmandic/face-api` 1.7.15, `model/`) use float32 (plain and uint8-quantised) and, in
@@ -70,7 +70,8 @@ def decode_weight(spec: dict, data: bytes, offset: int) -> tuple[np.ndarray, int
         values = raw.astype(np.float32)
     else:
         real = raw.astype(np.float64) * float(quantization["scale"]) + float(quantization["min"])
-        values = np.round(real).astype(np.int32) if dtype == "int32" else real.astype(np.float32)
+        # JavaScript's Math.round rounds halves up (numpy's round goes to even)
+        values = np.floor(real + 0.5).astype(np.int32) if dtype == "int32" else real.astype(np.float32)
     return values.reshape(shape), length
 
 
