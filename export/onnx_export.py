@@ -22,8 +22,8 @@ import onnxruntime as ort
 import torch
 
 from models.fingerprint import random_inputs
-from service.bundle import (MODEL_ONNX, BundleSpec, CropSpec, FrameCacheSpec, ModelBundle, TensorSpec, TrainingInfo,
-                            file_sha256)
+from service.bundle import (MODEL_ONNX, BundleSpec, Calibration, CropSpec, FrameCacheSpec, ModelBundle, TensorSpec,
+                            TrainingInfo, file_sha256)
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ def export_frame_split(model: torch.nn.Module, staging: Path, example: dict[str,
 def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: TrainingInfo | None = None,
                   backbone: str | None = None, real_inputs: dict[str, torch.Tensor] | None = None,
                   opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
-                  crop: CropSpec | None = None) -> ModelBundle:
+                  crop: CropSpec | None = None, calibration: Calibration | None = None) -> ModelBundle:
     """Write model.onnx and bundle.json for a model carrying `bundle_cfg` (see models/); `crop`: how its training
-    crops were made. The bundle appears at out_dir only once it passed every check, so a failed export never
+    crops were made; `calibration`: its temperature (fitted at the end of training). The bundle appears at out_dir only once it passed every check, so a failed export never
     leaves a half-written bundle behind."""
     model = model.eval()
     cfg = model.bundle_cfg
@@ -146,7 +146,7 @@ def export_bundle(model: torch.nn.Module, out_dir: str | Path, training: Trainin
             output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
             opset=opset, backbone=backbone, trained_on=training or TrainingInfo(),
             sha256=file_sha256(onnx_path), parity={k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
-            text_features="baked" if baked else "none", frame_cache=frame_cache, crop=crop,
+            text_features="baked" if baked else "none", frame_cache=frame_cache, crop=crop, calibration=calibration,
         )
         bundle = ModelBundle(staging, spec)
         bundle.write_spec()

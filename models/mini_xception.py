@@ -21,7 +21,7 @@ from models.fer_weights import FER_LABELS
 KERAS_BN_EPSILON = 1e-3
 
 
-def _tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's 'same' padding (extra pixel goes after, unlike PyTorch's symmetric padding)."""
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + kernel - size, 0)
@@ -33,7 +33,7 @@ class TFSameMaxPool2d(nn.Module):
 
     def __init__(self, size: int, kernel: int = 3, stride: int = 2):
         super().__init__()
-        before, after = _tf_same_padding(size, kernel, stride)
+        before, after = tf_same_padding(size, kernel, stride)
         self.pad = (before, after, before, after)
         self.kernel, self.stride = kernel, stride
 
@@ -98,11 +98,12 @@ class FrameAveragingClassifier(nn.Module):
     method = "baseline"
 
     def __init__(self, frame_model: nn.Module, labels: tuple[str, ...], image_size: int, channels: int,
-                 mean: tuple[float, ...], std: tuple[float, ...], num_frames: int = 16, name: str = "baseline"):
+                 mean: tuple[float, ...], std: tuple[float, ...], num_frames: int = 16, name: str = "baseline",
+                 backbone: str = "mini-xception"):
         super().__init__()
         self.frame_model = frame_model
         self.bundle_cfg = {
-            "name": name, "method": self.method, "backbone": "mini-xception", "labels": list(labels),
+            "name": name, "method": self.method, "backbone": backbone, "labels": list(labels),
             "num_frames": num_frames,
             "image_size": image_size, "channels": channels, "mean": list(mean), "std": list(std),
             "needs_scene": False,

@@ -68,6 +68,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(args.config, **overrides)
 
 
+def model_line(spec) -> str:
+    """serve's start-up line about the model: which, where its weights came from, their licence."""
+    return f"model {spec.name} ({len(spec.labels)} labels): {spec.trained_on.provenance}"
+
+
 def serve(args: argparse.Namespace) -> int:
     from service.api import create_app
     from service.api.server import serve as run_server
@@ -78,6 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without a token: anyone on the network can read the event stream", settings.host)
     print(f"serving on http://{settings.host}:{settings.port} (API docs at /docs, events at "
           f"ws://{settings.host}:{settings.port}/v1/stream); Ctrl-C stops", file=sys.stderr)
+    print(model_line(app.state.model_spec), file=sys.stderr)
     run_server(app, settings, log_level="info" if args.verbose else "warning")
     return 0
 

@@ -64,7 +64,33 @@ class TrainingInfo(BaseModel):
     source: str | None = Field(None, description="where the weights came from")
     activation: str | None = Field(None, description="the CLIP towers' activation and how it was decided "
                                                      "(quick_gelu or gelu), as trained")
-    license: str | None = None
+    license: str | None = Field(None, description="the weights' licence as their source states it; absent: unknown")
+    research_only: bool | None = Field(None, description="true where the weights are known to be for research use "
+                                                         "only (e.g. trained on a dataset licensed for research)")
+
+    @property
+    def licence(self) -> str:
+        """The licence as the service shows it: 'unknown' when none was recorded."""
+        return self.license or "unknown"
+
+    @property
+    def provenance(self) -> str:
+        """One line: where the weights came from and under which licence."""
+        note = " (research use only)" if self.research_only else ""
+        return f"{self.source or 'source unknown'}; licence: {self.licence}{note}"
+
+
+class Calibration(BaseModel):
+    """Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): probabilities are
+    softmax(logits / temperature), the temperature fitted by minimising the negative log-likelihood on labelled data
+    the model did not learn from. The most probable label never changes; only how sure the model says it is."""
+
+    model_config = ConfigDict(frozen=True)
+    temperature: float = Field(gt=0)
+    fitted_on: str = Field(description="the labelled data the temperature was fitted on")
+    samples: int = Field(ge=0)
+    ece_before: float | None = Field(None, ge=0, le=1, description="expected calibration error there at T=1")
+    ece_after: float | None = Field(None, ge=0, le=1, description="... and at the fitted temperature")
 
 
 class Agreement(BaseModel):
@@ -106,9 +132,12 @@ class BundleSpec(BaseModel):
     frame_cache: FrameCacheSpec | None = Field(None, description="per-frame encoder + window head, where possible")
     crop: CropSpec | None = Field(None, description="how the face crops were made; absent: the service's margin")
     valence_arousal: str | None = Field(
-        None, description="reserved for a model with its own valence and arousal: the name of a graph output "
-                          "[batch, 2] in [-1, 1]. Not read yet: events take theirs from the category table "
-                          "(va_source 'categories'); a service that reads it will say va_source 'model'")
+        None, description="a model with its own valence and arousal: the name of a second graph output [batch, 2] "
+                          "(valence, arousal; values outside [-1, 1] are clipped). The service reads it and events "
+                          "say va_source 'model'; without it they take theirs from the category table ('categories')")
+    calibration: Calibration | None = Field(None, description="temperature scaling the service applies to the logits")
+    source_labels: list[str] | None = Field(None, description="the labels as the model's authors name them, in "
+                                                              "output order (`labels` are the service's names)")
     text_features: Literal["baked", "none"] = Field(
         "none", description="baked: class text features were computed at export and are constants in the graph")
 
@@ -130,7 +159,16 @@ class BundleSpec(BaseModel):
                              f"with {self.channels} channel(s)")
         if self.method == "ous" and "scene" not in names:
             raise ValueError("an OUS bundle needs a 'scene' input")
+        if self.valence_arousal in ("logits", *names):
+            raise ValueError(f"valence_arousal names the output {self.valence_arousal!r}, which is not a second output")
+        if self.source_labels is not None and len(self.source_labels) != len(self.labels):
+            raise ValueError(f"source_labels has {len(self.source_labels)} names for {len(self.labels)} labels")
         return self
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax (1: uncalibrated)."""
+        return self.calibration.temperature if self.calibration else 1.0
 
     @property
     def needs_scene(self) -> bool:

@@ -43,7 +43,8 @@ class EmotionEvent(_Event):
     box: Box
     model: str
     valence: float | None = Field(
-        None, ge=-1, le=1, description="-1 unpleasant .. 1 pleasant, from the smoothed probabilities (see va_source)")
+        None, ge=-1, le=1, description="-1 unpleasant .. 1 pleasant: the model's own for this window, or from the "
+                          "smoothed probabilities (see va_source)")
     arousal: float | None = Field(None, ge=-1, le=1, description="-1 calm .. 1 excited (see va_source)")
     va_source: Literal["model", "categories"] | None = Field(
         None, description="model: the model's own valence/arousal output; categories: the probability-weighted mean "

@@ -61,6 +61,34 @@ def save_epoch(out: Path, training, *, dataset: str, fold: int | None, epoch: in
                         training=meta, fingerprint=fingerprint)
 
 
+def calibrate_best(out: Path, training, loader, device: str, ddp, progress: bool = False) -> dict[str, Any] | None:
+    """Temperature scaling at the end of training: best.pt's model on the validation split, T fitted there
+    (models/calibration.py) and written into best.pt's training metadata (`calibration`), which export carries into
+    bundle.json. Every rank runs the split; the main process writes. None when there is no best.pt."""
+    from models.calibration import calibration_summary
+    from models.training.evaluation import predict_logits
+
+    path = out / "best.pt"
+    ddp.gather(None)  # best.pt is complete before any rank reads it
+    if not path.is_file():
+        return None
+    payload = read_checkpoint(path)
+    training.model.load_state_dict(payload["state_dict"])
+    targets, logits = predict_logits(training.model, loader, device, ddp, progress, desc="calibration")
+    if len(targets) == 0:
+        return None
+    summary = calibration_summary(logits, targets, f"the validation split of {payload['training'].get('dataset')} "
+                                                   f"fold {payload['training'].get('fold')}")
+    if ddp.main:
+        import torch
+
+        payload["training"]["calibration"] = summary
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    return summary
+
+
 def resume(out: Path, training, scaler, selection: Selection) -> tuple[int, int]:
     """Load OUT/last.pt into the run; returns (first epoch to train, optimiser step)."""
     payload = read_checkpoint(out / "last.pt")

@@ -14,20 +14,29 @@ from models.training.distributed import Dist
 
 
 @torch.no_grad()
-def predict(model, loader, device: str, ddp: Dist, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, predictions) over the whole loader, gathered from every rank."""
+def predict_logits(model, loader, device: str, ddp: Dist, progress: bool, desc: str = "test"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, logits [N, C] float32) over the whole loader, gathered from every rank."""
     model.eval()
-    targets, predictions = [], []
-    for batch in tqdm(loader, desc="test", leave=False, disable=not progress):
+    targets, outputs = [], []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         faces, labels, scene = unpack(batch)
         faces = faces.to(device, non_blocking=True)
         logits = model(faces) if scene is None else model(faces, scene.to(device, non_blocking=True))
-        predictions.append(logits.argmax(1).cpu().numpy())
+        outputs.append(logits.float().cpu().numpy())
         targets.append(np.asarray(labels))
     local = (np.concatenate(targets) if targets else np.zeros(0, int),
-             np.concatenate(predictions) if predictions else np.zeros(0, int))
-    gathered = ddp.gather(local)
+             np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32))
+    gathered = [g for g in ddp.gather(local) if len(g[0])]
+    if not gathered:
+        return local
     return np.concatenate([g[0] for g in gathered]), np.concatenate([g[1] for g in gathered])
+
+
+def predict(model, loader, device: str, ddp: Dist, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, predictions) over the whole loader, gathered from every rank."""
+    targets, logits = predict_logits(model, loader, device, ddp, progress)
+    return targets, (logits.argmax(1) if len(logits) else np.zeros(0, int))
 
 
 @torch.no_grad()

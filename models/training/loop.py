@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from models.metrics import summarise
 from models.recipes import load_recipe
-from models.training.best_and_last import Selection, activation_of, resume, save_epoch
+from models.training.best_and_last import Selection, activation_of, calibrate_best, resume, save_epoch
 from models.training.data import build_loaders, unpack
 from models.training.distributed import finish, init_distributed, process_device, seed_everything
 from models.training.evaluation import predict, validate
@@ -217,7 +217,16 @@ def run(args) -> dict[str, Any]:
             log.info("training accuracy %.3f exceeds %g: stopping (the recipe's overfitting rule)",
                      record["train_acc"], recipe.stop_train_accuracy)
             break
+    calibration = None
+    if loaders.validation is not None:  # temperature scaling of best.pt on the held-out split
+        calibration = calibrate_best(args.out, training, loaders.validation, run_.device, ddp, run_.progress)
+        if calibration and ddp.main:
+            log.info("best.pt calibrated on the validation split: temperature %.3f, ECE %.4f -> %.4f",
+                     calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
+    else:
+        log.info("no validation split in the recipe: best.pt keeps temperature 1 (not calibrated)")
     if run_.writer:
         run_.writer.close()
     finish(ddp)
-    return record | {"select_by": selection.metric, "best": selection.best, "out": str(args.out)}
+    return record | {"select_by": selection.metric, "best": selection.best, "out": str(args.out),
+                     "calibration": calibration}

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
                   docs_url=None, redoc_url=None, openapi_url=None,
                   description="Dynamic facial-expression recognition for robots: emotion events with LLM prompts.")
     app.add_middleware(HttpMetricsMiddleware, metrics=service_metrics)
+    app.state.model_spec = engine.spec  # for serve's start-up line (the engine itself reaches routes via Services)
     guarded = [Depends(require_token)]
     for router in (health.router, models.router, state.router, clips.router, metrics.router):
         app.include_router(router, dependencies=guarded)

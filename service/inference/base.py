@@ -30,3 +30,13 @@ class Engine(Protocol):
     def predict_windows(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None) -> np.ndarray:
         """Probabilities [B, labels] for (source, Window) pairs; a cache lets engines that can reuse encoded frames."""
         ...
+
+
+def predict_with_valence_arousal(engine: Engine, items: list[tuple[str, Window]], cache: FrameFeatureCache | None
+                                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities [B, labels], the model's own valence/arousal [B, 2] or None). An engine that reads a bundle's
+    valence/arousal output (bundle.json `valence_arousal`) has `predict_windows_va`; any other gives None."""
+    with_va = getattr(engine, "predict_windows_va", None)
+    if with_va is None:
+        return engine.predict_windows(items, cache), None
+    return with_va(items, cache)

@@ -68,6 +68,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def probabilities(logits: np.ndarray, spec: BundleSpec) -> np.ndarray:
+    """The bundle's probabilities: softmax of the logits divided by its calibrated temperature (1 if none)."""
+    return softmax(logits.astype(np.float32) / np.float32(spec.temperature))
+
+
 def check_graph_matches(session: ort.InferenceSession, spec: BundleSpec, path: Path) -> None:
     """The graph's inputs and output must be the ones bundle.json declares, fixed dimensions included."""
     graph = {i.name: i.shape for i in session.get_inputs()}
@@ -79,9 +84,13 @@ def check_graph_matches(session: ort.InferenceSession, spec: BundleSpec, path: P
         actual = graph[name]
         if len(actual) != len(shape) or any(actual[i] != d for i, d in fixed):
             raise BundleError(f"{path}: input {name!r} has shape {actual}, bundle.json declares {shape}")
-    outputs = [o.name for o in session.get_outputs()]
+    outputs = {o.name: o.shape for o in session.get_outputs()}
     if spec.output.name not in outputs:
-        raise BundleError(f"{path} has outputs {outputs}, bundle.json declares {spec.output.name!r}")
+        raise BundleError(f"{path} has outputs {list(outputs)}, bundle.json declares {spec.output.name!r}")
+    va = spec.valence_arousal
+    if va is not None and (va not in outputs or len(outputs[va]) != 2 or outputs[va][1] != 2):
+        raise BundleError(f"{path}: bundle.json names {va!r} as the valence/arousal output [batch, 2], the graph has "
+                          f"outputs {outputs}")
 
 
 def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession, spec: BundleSpec,
@@ -92,6 +101,10 @@ def check_split_graphs(encoder: ort.InferenceSession, head: ort.InferenceSession
                                         [o.name for o in encoder.get_outputs()], "features"),
              spec.frame_cache.head: ([i.name for i in head.get_inputs()], expected_head,
                                      [o.name for o in head.get_outputs()], "logits")}
+    head_outputs = found[spec.frame_cache.head][2]
+    if spec.valence_arousal is not None and spec.valence_arousal not in head_outputs:
+        raise BundleError(f"{directory / spec.frame_cache.head} has outputs {head_outputs}; the engine needs "
+                          f"{spec.valence_arousal!r} too")
     for name, (inputs, wanted, outputs, output) in found.items():
         if sorted(inputs) != sorted(wanted) or output not in outputs:
             raise BundleError(f"{directory / name} has inputs {inputs} and outputs {outputs}; the engine needs "
@@ -158,6 +171,8 @@ class OnnxEngine:
             self.head = ort.InferenceSession(str(bundle.directory / self.spec.frame_cache.head), options,
                                              providers=provider_options(chosen, trt_cache_dir, trt_fp16))
             check_split_graphs(self.encoder, self.head, self.spec, bundle.directory)
+        # The graph outputs read: the logits, and the model's own valence/arousal where the bundle names them.
+        self.outputs = ["logits"] + ([self.spec.valence_arousal] if self.spec.valence_arousal else [])
         log.info("model %s (%s, %d labels) on %s", self.spec.name, self.spec.method, len(self.spec.labels),
                  self.providers[0])
         self._warm_up()
@@ -173,13 +188,19 @@ class OnnxEngine:
         return self.spec.labels
 
     def predict_windows(self, items: list, cache: FrameFeatureCache | None = None) -> np.ndarray:
-        """Probabilities for (source, Window) pairs. With a cache and a bundle that has a frame encoder, only frames
-        not seen before are encoded (one encoder call for all of them) and the head runs per window. A scene frame
-        is the whole source frame, so every track of that frame shares it."""
+        """Probabilities for (source, Window) pairs (see predict_windows_va)."""
+        return self.predict_windows_va(items, cache)[0]
+
+    def predict_windows_va(self, items: list, cache: FrameFeatureCache | None = None
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, the model's own valence/arousal [B, 2] or None) for (source, Window) pairs. With a cache
+        and a bundle that has a frame encoder, only frames not seen before are encoded (one encoder call for all of
+        them) and the head runs per window. A scene frame is the whole source frame, so every track of that frame
+        shares it."""
         if cache is None or self.encoder is None:
             faces = np.stack([w.faces for _, w in items])
             scene = np.stack([w.scene for _, w in items]) if items[0][1].scene is not None else None
-            return self.predict(faces, scene)
+            return self.predict_va(faces, scene)
         streams = {"features": [([(source, w.track_id, f) for f in w.frame_ids], w.faces) for source, w in items]}
         if self.spec.needs_scene:
             if any(w.scene is None for _, w in items):
@@ -201,16 +222,21 @@ class OnnxEngine:
         # Fetched after all puts, so a window never asks for a key its own batch evicted (capacity >> a batch).
         feeds = {name: np.stack([np.stack([cache.get(k) for k in keys]) for keys, _ in windows]).astype(np.float32)
                  for name, windows in streams.items()}
-        (logits,) = self.head.run(["logits"], feeds)
-        return softmax(logits.astype(np.float32))
+        return self._read(self.head.run(self.outputs, feeds))
+
+    def _read(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        return probabilities(outputs[0], self.spec), (outputs[1].astype(np.float32) if len(outputs) > 1 else None)
 
     def predict(self, faces: np.ndarray, scene: np.ndarray | None = None) -> np.ndarray:
         """faces [B, T, H, W, C] uint8 (and scene alike for scene-aware bundles) -> probabilities [B, labels]."""
+        return self.predict_va(faces, scene)[0]
+
+    def predict_va(self, faces: np.ndarray, scene: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict, and the model's own valence/arousal [B, 2] where the bundle has them (else None)."""
         spec = self.spec
         feeds = {"faces": normalise(faces, spec.mean, spec.std)}
         if spec.needs_scene:
             if scene is None:
                 raise ValueError(f"bundle {spec.name} needs scene crops")
             feeds["scene"] = normalise(scene, spec.mean, spec.std)
-        (logits,) = self.session.run(["logits"], feeds)
-        return softmax(logits.astype(np.float32))
+        return self._read(self.session.run(self.outputs, feeds))

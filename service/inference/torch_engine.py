@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bundle import BundleSpec, ModelBundle, TensorSpec, TrainingInfo
+from service.bundle import BundleSpec, Calibration, ModelBundle, TensorSpec, TrainingInfo
 from service.errors import BundleError
-from service.inference.engine import FrameFeatureCache, normalise, softmax
+from service.inference.engine import FrameFeatureCache, normalise, probabilities
 from service.windows import Window
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,15 @@ def spec_from_model(cfg: dict, meta: dict, checkpoint: Path) -> BundleSpec:
         inputs.append(TensorSpec(name="scene", shape=shape))
     training = meta.get("training", {})
     metrics = training.get("metrics") or {}
+    calibration = training.get("calibration")
     return BundleSpec(name=cfg["name"], method=cfg["method"], labels=cfg["labels"], num_frames=cfg["num_frames"],
                       image_size=cfg["image_size"], channels=cfg["channels"], mean=cfg["mean"], std=cfg["std"],
                       inputs=inputs, output=TensorSpec(name="logits", shape=["batch", len(cfg["labels"])]),
                       opset=0, backbone=cfg.get("backbone"), sha256=meta["sha256"],
                       trained_on=TrainingInfo(dataset=training.get("dataset"), fold=training.get("fold"),
                                               uar=metrics.get("uar"), war=metrics.get("war"),
-                                              source=f"checkpoint {checkpoint.name}"))
+                                              source=f"checkpoint {checkpoint.name}"),
+                      calibration=Calibration.model_validate(calibration) if calibration else None)
 
 
 class TorchEngine:
@@ -70,7 +72,7 @@ class TorchEngine:
             raise ValueError(f"model {spec.name} needs scene crops")
         with torch.no_grad():
             logits = self.model(x, s).float().cpu().numpy()
-        return softmax(logits)
+        return probabilities(logits, spec)
 
     def predict_windows(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None
                         ) -> np.ndarray:

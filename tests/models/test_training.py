@@ -54,6 +54,10 @@ def test_synthetic_train_evaluate_export_end_to_end(dfew, tmp_path):
     results = json.loads((tmp_path / "fold1.json").read_text())
     assert set(results["recall"]) == {"happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"}
     assert (tmp_path / "fold1.png").read_bytes()[:4] == b"\x89PNG"
+    # no validation split in DuSE's protocol: nothing to fit a temperature on, and evaluate says so
+    assert results["temperature"] == 1.0 and results["temperature_fitted_on"] is None
+    assert results["ece_before"] == results["ece_after"] and "has no temperature" in evaluated.stdout
+    assert (tmp_path / "fold1.reliability.png").read_bytes()[:4] == b"\x89PNG"
     exported = subprocess.run([sys.executable, "-m", "export", str(run / "best.pt"), "--out", str(tmp_path / "b")],
                               env=ENV, capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0, exported.stderr[-2000:]
@@ -96,6 +100,12 @@ def test_ous_trains_and_evaluates_with_scene_windows(dfew, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     results = json.loads((tmp_path / "ous.json").read_text())
     assert results["model"] == "ous" and results["samples"] == 3  # fold 1 tests clips 0, 5 and 10 of 14
+    # temperature scaling at the end of training, on the validation split, kept in best.pt and reported by evaluate
+    calibration = best["calibration"]
+    assert calibration["samples"] == resolved["split_sizes"]["validation"] and calibration["temperature"] > 0
+    assert "validation split" in calibration["fitted_on"] and "best.pt calibrated" in result.stderr
+    assert results["temperature"] == calibration["temperature"] and 0 <= results["ece_after"] <= 1
+    assert (tmp_path / "ous.reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_continues_where_it_stopped(dfew, tmp_path):

@@ -9,5 +9,12 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.get("")
 def list_models(engine: EngineDep) -> dict:
-    return {"active": engine.spec.name, "providers": engine.providers,
-            "models": [engine.spec.model_dump(exclude_none=True) | {"directory": str(engine.bundle.directory)}]}
+    """The bundle in use: its bundle.json, where its weights came from and their licence ('unknown' when the bundle
+    does not say), its temperature and whether valence/arousal come from the model."""
+    spec = engine.spec
+    trained = spec.trained_on
+    return {"active": spec.name, "providers": engine.providers,
+            "models": [spec.model_dump(exclude_none=True) | {
+                "directory": str(engine.bundle.directory), "source": trained.source or "unknown",
+                "license": trained.licence, "research_only": bool(trained.research_only),
+                "temperature": spec.temperature, "va_source": "model" if spec.valence_arousal else "categories"}]}
