@@ -191,9 +191,23 @@ class ServiceMetrics:
         self.registry.register(EventOutputCollector(bus, sinks, forwarder))
 
 
+# The label values of HTTP metrics: anything else is "other", so that no request can add series (a made-up method or
+# path is counted before any token check; each new label value would stay in /metrics for the process's life).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def http_labels(scope) -> tuple[str, str]:
+    """(method, route) of a request: one of HTTP_METHODS, and the template of the app's route it matched
+    (/v1/clips/{job_id}, not one series per id); "other" for the rest, unmatched paths included."""
+    method = scope.get("method", "")
+    route = getattr(scope.get("route"), "path", None)  # set by the router to one of the app's own routes
+    return (method if method in HTTP_METHODS else OTHER), (route or OTHER)
+
+
 class HttpMetricsMiddleware:
-    """Counts and times every HTTP request by its route template (/v1/clips/{job_id}, not one series per id).
-    Plain ASGI, so that streaming bodies and disconnect detection pass through untouched."""
+    """Counts and times every HTTP request by method and route template (http_labels), and its status. Plain ASGI,
+    so that streaming bodies and disconnect detection pass through untouched."""
 
     def __init__(self, app, metrics: ServiceMetrics):
         self.app, self.metrics = app, metrics
@@ -212,8 +226,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.http_requests.labels(method, name, str(status["code"])).inc()
-            self.metrics.http_seconds.labels(method, name).observe(time.perf_counter() - started)
+            method, route = http_labels(scope)
+            self.metrics.http_requests.labels(method, route, str(status["code"])).inc()
+            self.metrics.http_seconds.labels(method, route).observe(time.perf_counter() - started)
