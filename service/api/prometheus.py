@@ -163,6 +163,10 @@ class ServiceMetrics:
         self.http_seconds = Histogram("emotion_http_request_seconds", "time to answer an HTTP request",
                                       ["method", "route"], buckets=STAGE_BUCKETS + (30.0, 60.0, 300.0),
                                       registry=self.registry)
+        self.http_refused = Counter(
+            "emotion_http_refused", "HTTP requests and websockets refused by the browser guard, by rule: host (a Host "
+            "name not allowed: a DNS rebinding page, or a name to add to allowed_hosts), origin (a websocket or a "
+            "state-changing request from another web page)", ["rule"], registry=self.registry)
         self.websocket_disconnects = Counter(
             "emotion_websocket_disconnects", "websocket clients gone, by reason: closed (by the client), "
             "lost (no answer to a ping within ws_ping_timeout_s, or the connection broke)", ["reason"],
@@ -179,6 +183,9 @@ class ServiceMetrics:
 
     def observe_frame_to_event(self, seconds: float) -> None:
         self.frame_to_event.observe(seconds)
+
+    def refused(self, rule: str) -> None:
+        self.http_refused.labels(rule).inc()
 
     def watch_runtime(self, snapshot: Callable[[], RuntimeStatus]) -> None:
         self.registry.register(RuntimeCollector(snapshot))
