@@ -118,15 +118,17 @@ class BrowserGuard:
         host, origin = headers.get("host"), headers.get("origin")
         if not host_allowed(host, self.allowed_hosts):
             self.refused("host")
-            return await _refuse(scope, receive, send, 400, "host not allowed", f"Host {_quoted(host)} is not a name of this service: "
-                                 "list it in EMOTION_ALLOWED_HOSTS (only IP addresses and localhost pass without it; "
-                                 "other names could be a DNS rebinding page)")
+            return await _refuse(scope, receive, send, 400, "host not allowed",
+                                 f"Host {_quoted(host)} is not a name of this service: list it in "
+                                 "EMOTION_ALLOWED_HOSTS (only IP addresses and localhost pass without it; other names "
+                                 "could be a DNS rebinding page)")
         changes = scope["type"] == "websocket" or scope["method"] not in READ_METHODS
         if changes and origin is not None and not origin_allowed(origin, host, self.allowed_origins):
             self.refused("origin")
             what = "open the websocket" if scope["type"] == "websocket" else f"send {scope['method'][:20]} requests"
-            return await _refuse(scope, receive, send, 403, "origin not allowed", f"a page from {_quoted(origin)} may not {what}: only the "
-                                 "service's own pages and those listed in EMOTION_ALLOWED_ORIGINS may")
+            return await _refuse(scope, receive, send, 403, "origin not allowed",
+                                 f"a page from {_quoted(origin)} may not {what}: only the service's own pages and "
+                                 "those listed in EMOTION_ALLOWED_ORIGINS may")
         await self.app(scope, receive, send)
 
 
