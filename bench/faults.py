@@ -343,7 +343,7 @@ def lifecycle(rows: Rows, work: Path, clip: Path) -> None:
     try:
         def crash():
             sock = socket.create_connection(("127.0.0.1", service.port))
-            sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+            sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: [::1]\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
                          b"Content-Length: 3000000\r\n\r\n--zz\r\nContent-Disposition: form-data; name=\"file\"; "
                          b"filename=\"private.mp4\"\r\n\r\n" + os.urandom(1_500_000))
             wait_until(lambda: _uploads_in(spool) and _uploads_in(spool)[0].stat().st_size > 1_000_000, 30)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
 from service.forwarder import ForwarderSettings
@@ -36,6 +38,11 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
         pass  # no cgroup v2 quota here
     return max(1, cpus)
 
+
+# A host as a Host header or an origin names it (compared in lower case): a name or IPv4 address, or an IPv6 address
+# in brackets. service/api/browser_guard.py reads requests with it.
+HOST_SYNTAX = r"(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)"
+ORIGIN_SYNTAX = rf"https?://{HOST_SYNTAX}(?::[0-9]{{1,5}})?"
 
 DetectorName = Literal["auto", "blazeface", "scrfd", "yunet", "haar"]
 CONFIG_FILE_ENV = "EMOTION_CONFIG_FILE"
@@ -89,6 +96,41 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the HTTP server binds")
     port: int = Field(8765, ge=1, le=65535, description="HTTP port (8000 is left to a local vLLM server)")
     token: SecretStr | None = Field(None, description="if set, every endpoint needs 'Authorization: Bearer TOKEN'")
+    # Against DNS rebinding and other sites' pages (service/api/browser_guard.py, README "Security"). A list of names
+    # is also read from a comma-separated variable (EMOTION_ALLOWED_HOSTS=robot.local,robot.lan), besides JSON.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="names (besides localhost, IP addresses and `host`) that requests may "
+        "call the service by in their Host header, e.g. robot.local; '*.example.com' for every subdomain, '*' for "
+        "any; other names get 400")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="web pages besides the service's own that may open the websocket and send "
+        "POST, PUT, PATCH or DELETE requests, as scheme://host[:port]; '*' for any; others get 403")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _json_or_comma_separated(cls, value):
+        if isinstance(value, str):
+            return json.loads(value) if value.lstrip().startswith("[") else [
+                item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not (pattern == "*" or re.fullmatch(rf"(?:\*\.)?{HOST_SYNTAX}", pattern.lower())):
+                raise ValueError(f"{pattern!r}: give a host name or address without a port, '*.example.com' for every "
+                                 "subdomain, or '*' for any")
+        return [pattern.lower() for pattern in patterns]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not (origin == "*" or re.fullmatch(ORIGIN_SYNTAX, origin.lower())):
+                raise ValueError(f"{origin!r}: give a web page's origin as scheme://host[:port] (http or https, no "
+                                 "path), or '*' for any")
+        return [origin.lower() for origin in origins]
 
     # Model
     model: Path = Field(DEFAULT_BUNDLE, description="model bundle directory (model.onnx + bundle.json)")

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from service.clip_jobs import ClipJobs
+from service.api.browser_guard import BrowserGuard
 from service.api.deps import Services, require_token
 from service.api.prometheus import HttpMetricsMiddleware, ServiceMetrics
 from service.api.routes import clips, docs, health, metrics, models, state, stream, view
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     app = FastAPI(title="emotion-perception", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
                   description="Dynamic facial-expression recognition for robots: emotion events with LLM prompts.")
+    # Added first, so the metrics (outside it) count the requests it refuses too.
+    app.add_middleware(BrowserGuard, allowed_hosts=[settings.host, *settings.allowed_hosts],
+                       allowed_origins=settings.allowed_origins, refused=service_metrics.refused)
     app.add_middleware(HttpMetricsMiddleware, metrics=service_metrics)
     app.state.model_spec = engine.spec  # for serve's start-up line (the engine itself reaches routes via Services)
     guarded = [Depends(require_token)]

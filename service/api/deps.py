@@ -73,16 +73,25 @@ BusDep = Annotated[EventBus, Depends(get_bus)]
 LiveDep = Annotated[LiveRuntime | None, Depends(get_live)]  # None when serving clips only
 
 
-def token_matches(settings: Settings, presented: str | None) -> bool:
-    """True when no token is configured, or the presented one matches (constant-time compare)."""
+def token_matches(settings: Settings, presented: bytes | None) -> bool:
+    """True when no token is configured, or the presented one is the configured one's UTF-8 bytes. Compared as bytes
+    in constant time (secrets.compare_digest refuses str with non-ASCII characters), so any token, however long and
+    whatever its characters, is simply right or wrong."""
     if settings.token is None:
         return True
-    return presented is not None and secrets.compare_digest(presented, settings.token.get_secret_value())
+    return presented is not None and secrets.compare_digest(presented,
+                                                            settings.token.get_secret_value().encode("utf-8"))
 
 
-def bearer(header: str | None) -> str | None:
+def header_bytes(value: str) -> bytes:
+    """A header value as its client sent it: Starlette decodes headers as Latin-1, which maps every byte to one
+    character and back."""
+    return value.encode("latin-1")
+
+
+def bearer(header: str | None) -> bytes | None:
     if header and header.lower().startswith("bearer "):
-        return header[7:].strip()
+        return header_bytes(header[7:].strip())
     return None
 
 
@@ -97,12 +106,14 @@ def _refuse() -> HTTPException:
 
 def require_token(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None) -> None:
-    if not token_matches(settings, credentials.credentials if credentials else None):
+    if not token_matches(settings, header_bytes(credentials.credentials) if credentials else None):
         raise _refuse()
 
 
 def _header_or_query_token_ok(connection: HTTPConnection, settings: Settings) -> bool:
-    presented = bearer(connection.headers.get("authorization")) or connection.query_params.get("token")
+    presented = bearer(connection.headers.get("authorization"))
+    if not presented and (query := connection.query_params.get("token")) is not None:
+        presented = query.encode("utf-8")  # percent-escapes are decoded as UTF-8
     return token_matches(settings, presented)
 
 

@@ -184,6 +184,10 @@ class ServiceMetrics:
         self.http_seconds = Histogram("emotion_http_request_seconds", "time to answer an HTTP request",
                                       ["method", "route"], buckets=STAGE_BUCKETS + (30.0, 60.0, 300.0),
                                       registry=self.registry)
+        self.http_refused = Counter(
+            "emotion_http_refused", "HTTP requests and websockets refused by the browser guard, by rule: host (a Host "
+            "name not allowed: a DNS rebinding page, or a name to add to allowed_hosts), origin (a websocket or a "
+            "state-changing request from another web page)", ["rule"], registry=self.registry)
         self.websocket_disconnects = Counter(
             "emotion_websocket_disconnects", "websocket clients gone, by reason: closed (by the client), "
             "lost (no answer to a ping within ws_ping_timeout_s, or the connection broke)", ["reason"],
@@ -201,6 +205,9 @@ class ServiceMetrics:
     def observe_frame_to_event(self, seconds: float) -> None:
         self.frame_to_event.observe(seconds)
 
+    def refused(self, rule: str) -> None:
+        self.http_refused.labels(rule).inc()
+
     def watch_runtime(self, snapshot: Callable[[], RuntimeStatus]) -> None:
         self.registry.register(RuntimeCollector(snapshot))
 
@@ -212,9 +219,23 @@ class ServiceMetrics:
         self.registry.register(EventOutputCollector(bus, sinks, forwarder))
 
 
+# The label values of HTTP metrics: anything else is "other", so that no request can add series (a made-up method or
+# path is counted before any token check; each new label value would stay in /metrics for the process's life).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def http_labels(scope) -> tuple[str, str]:
+    """(method, route) of a request: one of HTTP_METHODS, and the template of the app's route it matched
+    (/v1/clips/{job_id}, not one series per id); "other" for the rest, unmatched paths included."""
+    method = scope.get("method", "")
+    route = getattr(scope.get("route"), "path", None)  # set by the router to one of the app's own routes
+    return (method if method in HTTP_METHODS else OTHER), (route or OTHER)
+
+
 class HttpMetricsMiddleware:
-    """Counts and times every HTTP request by its route template (/v1/clips/{job_id}, not one series per id).
-    Plain ASGI, so that streaming bodies and disconnect detection pass through untouched."""
+    """Counts and times every HTTP request by method and route template (http_labels), and its status. Plain ASGI,
+    so that streaming bodies and disconnect detection pass through untouched."""
 
     def __init__(self, app, metrics: ServiceMetrics):
         self.app, self.metrics = app, metrics
@@ -233,8 +254,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.http_requests.labels(method, name, str(status["code"])).inc()
-            self.metrics.http_seconds.labels(method, name).observe(time.perf_counter() - started)
+            method, route = http_labels(scope)
+            self.metrics.http_requests.labels(method, route, str(status["code"])).inc()
+            self.metrics.http_seconds.labels(method, route).observe(time.perf_counter() - started)

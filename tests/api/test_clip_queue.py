@@ -139,7 +139,7 @@ def test_a_request_whose_client_goes_away_is_cancelled(gated_server, gate):
     body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"gone.mp4\"\r\n"
             b"Content-Type: video/mp4\r\n\r\nclip\r\n--b0undary--\r\n")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=b0undary"
+        sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: [::1]\r\nContent-Type: multipart/form-data; boundary=b0undary"
                      b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         wait_for(lambda: gate.started == ["gone.mp4"])
     # The client has hung up while its clip was being analysed: the analysis is stopped, not finished for nobody.

@@ -43,7 +43,7 @@ def test_sigkill_mid_upload_leaves_nothing_after_a_restart_and_sigterm_is_bounde
         sock = socket.create_connection(("127.0.0.1", service.port))
         head = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="private.mp4"\r\n'
                 b"Content-Type: video/mp4\r\n\r\n")
-        sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=b0undary"
+        sock.sendall(b"POST /v1/clips HTTP/1.1\r\nHost: [::1]\r\nContent-Type: multipart/form-data; boundary=b0undary"
                      b"\r\nContent-Length: 900000\r\n\r\n" + head + os.urandom(300_000))
         wait_for(lambda: uploads_in(spool) and uploads_in(spool)[0].stat().st_size > 0)
         service.signal(signal.SIGKILL)

@@ -130,7 +130,7 @@ def view_off_app(astronaut_clip):
 
 
 def test_view_off_means_no_page_and_no_frame_endpoint(view_off_app):
-    client = TestClient(view_off_app)  # no lifespan: the routes alone are asked
+    client = TestClient(view_off_app, base_url="http://localhost")  # no lifespan: the routes alone are asked
     assert client.get("/").status_code == 404
     assert client.get("/v1/view/frames/face").status_code == 404
     assert client.get("/static/view/view.js").status_code == 404

@@ -7,28 +7,20 @@ live-view.png)."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from service.api import create_app
 from service.config import SAMPLE_CLIP, Settings
+from tests.browser.chromium import SCREENSHOTS, requires_chromium
 from tests.server import get_json, running_server
 
-CHROMIUM = shutil.which("chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / ".cache" / "browser"
 TOKEN = "view-s3cret"
-# As root in a container: no sandbox, no GPU, nothing that phones home; playwright gives a fresh profile directory.
 # The one thing any page asks of the internet: ReDoc's footer logo, built into its script, which hides the image when
 # it cannot be loaded (the page is complete without it).
 REDOC_FOOTER_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`make test` installs it "
-                                "with apt-get when run as root on Debian; elsewhere: apt-get install chromium)")
+pytestmark = requires_chromium
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +28,6 @@ def service():
     settings = Settings(_env_file=None, token=TOKEN, heartbeat_s=1.0)
     with running_server(create_app(settings, sources=[f"sample={SAMPLE_CLIP}"])) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -130,7 +130,8 @@ def test_without_ros_no_dds_code_is_imported():
             "from fastapi.testclient import TestClient\n"
             "from service.api import create_app\n"
             "from service.config import SAMPLE_CLIP, Settings\n"
-            "with TestClient(create_app(Settings(_env_file=None), sources=[str(SAMPLE_CLIP)])) as client:\n"
+            "with TestClient(create_app(Settings(_env_file=None), sources=[str(SAMPLE_CLIP)]),\n"
+            "                base_url='http://localhost') as client:\n"
             "    assert client.get('/readyz').status_code in (200, 503)\n"
             "print(sorted(m for m in sys.modules if m.startswith(('cyclonedds', 'service.ros'))))\n")
     result = subprocess.run([sys.executable, "-c", code], env=service_env(), capture_output=True, text=True,
