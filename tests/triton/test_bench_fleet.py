@@ -7,7 +7,7 @@ from tests.triton.conftest import needs_tritonserver
 
 def test_a_short_fleet_run_measures_every_robot_and_the_batches_triton_formed():
     needs_tritonserver()
-    result = fleet.run(robots=(1, 2), seconds=3.0, failures=False)
+    result = fleet.run(robots=(1, 2), seconds=3.0, failures=False, in_step_row=False)
     assert result["local"]["robots"] == 1 and not result["local"]["bytes_per_window"]
     for row, robots in zip(result["rows"], (1, 2)):
         assert row["robots"] == robots and row["all_remote"]
