@@ -82,6 +82,11 @@ def triton_config(bundle: ModelBundle, role: Role = "whole", pixels: Pixels = "u
         f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_{kind.upper()}\n  }}\n]",
     ] + [f"parameters {{\n  key: {pbtxt_string(key)}\n  value: {{ string_value: {pbtxt_string(value)} }}\n}}"
          for key, value in parameters.items()]
+    # One inference of zeros while the model loads, so that the first robot's window does not pay the cold start
+    # (ONNX Runtime's first run, TensorRT's engine build): the model is READY only after it.
+    warmup_inputs = "".join(f'\n    inputs {{\n      key: "{t.name}"\n      value: {{ data_type: TYPE_{t.datatype} '
+                            f'dims: [ {", ".join(str(d) for d in t.dims)} ] zero_data: true }}\n    }}' for t in inputs)
+    lines.append(f'model_warmup [\n  {{\n    name: "zeros"\n    batch_size: 1{warmup_inputs}\n  }}\n]')
     if tensorrt and backend == "onnxruntime":
         lines.append('optimization {\n  execution_accelerators {\n    gpu_execution_accelerator : [ {\n'
                      '      name : "tensorrt"\n      parameters { key: "precision_mode" value: "FP16" }\n'

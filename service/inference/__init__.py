@@ -49,7 +49,7 @@ def create_engine(settings: Settings) -> Engine:
                           settings.engine_model_version, settings.engine_health_max_s)
     start_error = None
     try:
-        remote.connect(timeout=max(settings.engine_deadline_s, 1.0))
+        remote.connect(timeout=max(settings.engine_deadline_s, 1.0))  # per call: a slow first answer is not "away"
     except RemoteUnavailable as exc:
         start_error = str(exc)
     except ServiceError:

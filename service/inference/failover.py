@@ -6,12 +6,14 @@ Each call runs all its windows in one place: the remote engine within its deadli
 the local one, at once and for the same windows, so no window is lost or classified twice and the events that follow
 keep their order (and their `seq`). After a failure every call goes local straight away while `HealthChecks` asks
 the server, with a doubling backoff, whether it is live, its model ready and its contract still the one the windows
-are made for; the first yes sends windows to the server again.
+are made for; the first yes sends windows to the server again, with frame features of its own from then on (the
+server may serve another version of the model than before).
 
 The windows are made for the remote model's contract when the server answered at start (else for the local one's).
 A local fallback with other crops or frames gets each window adapted (`adapt_window`: frames picked, crops resized
 and turned grey or RGB) and its probabilities put in the remote model's label order; both models must name the same
-emotions. The local engine keeps its own frame features (its own cache beside each caller's).
+emotions. Each engine keeps its own frame features: caches of its own beside each caller's (whose capacity they
+take), the remote's new after each reconnection.
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ class FailoverEngine:
                               f"{self.spec.name} does not, so its windows have none")
         self._order = [local.spec.labels.index(label) for label in self.spec.labels]
         self._adapt = bool(window_compatible(self.spec, local.spec, WINDOW_SHAPE))
-        self._local_caches: weakref.WeakKeyDictionary[FrameFeatureCache, FrameFeatureCache] = \
-            weakref.WeakKeyDictionary()
+        self._caches: dict[str, weakref.WeakKeyDictionary[FrameFeatureCache, FrameFeatureCache]] = {
+            "remote": weakref.WeakKeyDictionary(), "local": weakref.WeakKeyDictionary()}
         self._lock = threading.Lock()
         self._remote_up = remote.spec is not None
         self.last_error = start_error
@@ -127,13 +129,13 @@ class FailoverEngine:
     def predict_routed(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None) -> Routed:
         if self._remote_up:
             try:
-                probs, va = self.remote.predict_windows_va(items, cache)
+                probs, va = self.remote.predict_windows_va(items, self._cache("remote", cache))
             except Exception as exc:  # RemoteUnavailable, or anything else: the windows still get classified here
                 self._went_away(str(exc) if isinstance(exc, RemoteUnavailable) else f"{type(exc).__name__}: {exc}")
             else:
                 with self._lock:
                     self.windows_remote += len(items)
-                return Routed(probs, va, self.remote.url, self.spec.name)
+                return Routed(probs, va, self.remote.url, self.remote.spec.name)
         return Routed(*self._predict_local(items, cache), LOCAL, self.local.spec.name)
 
     def predict_windows(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None) -> np.ndarray:
@@ -144,17 +146,21 @@ class FailoverEngine:
                    for i, f in enumerate(faces)]
         return self.predict_windows(windows)
 
+    def _cache(self, engine: str, cache: FrameFeatureCache | None) -> FrameFeatureCache | None:
+        """The caller's cache's counterpart for one engine (None: no caching)."""
+        if cache is None:
+            return None
+        with self._lock:
+            own = self._caches[engine].get(cache)
+            if own is None:
+                own = self._caches[engine][cache] = FrameFeatureCache(cache.capacity)
+            return own
+
     def _predict_local(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None
                        ) -> tuple[np.ndarray, np.ndarray | None]:
         if self._adapt:
             items = [(source, adapt_window(w, self.local.spec)) for source, w in items]
-        local_cache = None
-        if cache is not None:
-            with self._lock:
-                local_cache = self._local_caches.get(cache)
-                if local_cache is None:
-                    local_cache = self._local_caches[cache] = FrameFeatureCache(cache.capacity)
-        probs, va = predict_with_valence_arousal(self.local, items, local_cache)
+        probs, va = predict_with_valence_arousal(self.local, items, self._cache("local", cache))
         with self._lock:
             self.windows_local += len(items)
         return probs[:, self._order], va
@@ -195,6 +201,7 @@ class FailoverEngine:
             log.debug("health check failed: %s", exc)
             return False
         with self._lock:
+            self._caches["remote"] = weakref.WeakKeyDictionary()
             self._remote_up, self.last_error = True, None
             self.switches += 1
         log.warning("remote engine %s answers again: windows run there", self.remote.url)
@@ -216,7 +223,7 @@ class FailoverEngine:
             remote_windows = self.windows_remote
             status = EngineStatus(
                 where=self.remote.url if up else LOCAL, status="remote" if up else "fallback",
-                model=self.spec.name if up else self.local.spec.name, remote=self.remote.url,
+                model=self.remote.spec.name if up else self.local.spec.name, remote=self.remote.url,
                 last_error=self.last_error, fallback_model=self.local.spec.name, switches=self.switches,
                 windows_remote=remote_windows, windows_local=self.windows_local, health_checks=self.health_checks)
         sent, received = self.remote.bytes_sent, self.remote.bytes_received

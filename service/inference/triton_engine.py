@@ -258,19 +258,22 @@ class TritonEngine:
         except Exception as exc:  # sockets, HTTP parsing, gevent: the server did not answer as a server does
             raise RemoteUnavailable(f"{self.url}: {what}: {type(exc).__name__}: {exc}") from None
 
-    def _read_model(self, name: str, deadline: float) -> _Model:
+    def _read_model(self, name: str, timeout: float) -> _Model:
         from tritonclient.utils import InferenceServerException
 
+        def deadline() -> float:
+            return time.monotonic() + timeout
+
         try:
-            config = self._client.config(name, self.version, max(1e-3, deadline - time.monotonic()))
+            config = self._client.config(name, self.version, timeout)
         except InferenceServerException as exc:
             if str(exc.status()) in ("StatusCode.NOT_FOUND", "400", "404"):
-                models = self._call("listing models", self._client.models, deadline)
+                models = self._call("listing models", self._client.models, deadline())
                 raise RemoteContractError(f"{self.url}: the server has no model {name!r}"
                                           f"{' version ' + self.version if self.version else ''} "
                                           f"(it serves: {', '.join(models) or 'none'})") from None
             raise RemoteUnavailable(f"{self.url}: model config of {name}: {exc.status()} {exc.message()}") from None
-        except (ConnectionError, TimeoutError, RemoteUnavailable) as exc:
+        except (OSError, RemoteUnavailable) as exc:  # refused, reset, unreachable, timed out
             raise RemoteUnavailable(f"{self.url}: model config of {name}: {exc}") from None
         except Exception as exc:
             raise RemoteContractError(f"{self.url}: not a Triton server (no model configuration extension: "
@@ -279,23 +282,25 @@ class TritonEngine:
             contract = read_contract(config)
         except ValueError as exc:
             raise RemoteContractError(f"{self.url}: model {name!r}: {exc}") from None
-        metadata = self._call(f"metadata of {name}", lambda t: self._client.metadata(name, self.version, t), deadline)
+        metadata = self._call(f"metadata of {name}", lambda t: self._client.metadata(name, self.version, t),
+                              deadline())
         max_batch = int(config.get("max_batch_size", 0))
         found = differences(contract, metadata, max_batch)
         if found:
             raise RemoteContractError(f"{self.url}: model {name!r} differs from its contract: {'; '.join(found)}")
-        if not self._call(f"readiness of {name}", lambda t: self._client.ready(name, self.version, t), deadline):
+        if not self._call(f"readiness of {name}", lambda t: self._client.ready(name, self.version, t), deadline()):
             raise RemoteUnavailable(f"{self.url}: model {name!r} is not ready")
         return _Model(name, contract, max_batch)
 
     def connect(self, timeout: float | None = None) -> None:
         """Read and check the model's contract (and its parts'): RemoteUnavailable when the server does not answer
-        (in time), RemoteContractError when it answers wrongly. Sets spec; safe to call again (health checks)."""
+        (each call within `timeout`, default the deadline), RemoteContractError when it answers wrongly. Sets spec;
+        safe to call again (health checks)."""
         from tritonclient.utils import InferenceServerException
 
-        deadline = time.monotonic() + (timeout or self.deadline_s)
+        timeout = timeout or self.deadline_s
         try:
-            live = self._client.live(max(1e-3, deadline - time.monotonic()))
+            live = self._client.live(timeout)
         except InferenceServerException as exc:
             status, message = str(exc.status()), exc.message() or ""
             if status == "StatusCode.UNIMPLEMENTED" or (status == "StatusCode.UNAVAILABLE"
@@ -304,19 +309,19 @@ class TritonEngine:
                                           f"Triton gRPC server ({status}: {message}; Triton's HTTP port is "
                                           "triton+http://)") from None
             raise RemoteUnavailable(f"{self.url}: {status} {message}") from None
-        except (ConnectionError, TimeoutError, RemoteUnavailable) as exc:
+        except (OSError, RemoteUnavailable) as exc:  # refused, reset, unreachable, timed out
             raise RemoteUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
         except Exception as exc:
             raise RemoteContractError(f"{self.url}: not a Triton server ({type(exc).__name__}: {exc})") from None
         if not live:
             raise RemoteUnavailable(f"{self.url}: the server is not live")
-        whole = self._read_model(self.address.model, deadline)
+        whole = self._read_model(self.address.model, timeout)
         if whole.contract.role != "whole":
             raise RemoteContractError(f"{self.url}: model {whole.name!r} is a {whole.contract.role}; name the whole "
                                       "model in the URL")
         parts = None
         if whole.contract.parts:
-            parts = {role: self._read_model(name, deadline) for role, name in whole.contract.parts.items()}
+            parts = {role: self._read_model(name, timeout) for role, name in whole.contract.parts.items()}
             for role, part in parts.items():
                 if part.contract.role != role or part.contract.bundle != whole.contract.bundle:
                     raise RemoteContractError(f"{self.url}: model {part.name!r} is not the {role} of "

