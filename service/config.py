@@ -121,7 +121,7 @@ class Settings(BaseSettings):
                                            "reported")
     engine_health_backoff_s: float = Field(0.5, gt=0, description="first wait before asking an away server again; "
                                            "doubled after each failed check")
-    engine_health_max_s: float = Field(5.0, gt=0, description="longest wait between two health checks")
+    engine_health_max_s: float = Field(2.0, gt=0, description="longest wait between two health checks")
 
     @field_validator("engine")
     @classmethod

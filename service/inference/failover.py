@@ -87,7 +87,7 @@ class HealthChecks(StoppableThread):
 
 
 class FailoverEngine:
-    def __init__(self, remote: TritonEngine, local: Engine, backoff_s: float = 0.5, backoff_max_s: float = 5.0,
+    def __init__(self, remote: TritonEngine, local: Engine, backoff_s: float = 0.5, backoff_max_s: float = 2.0,
                  start_error: str | None = None):
         """`remote` connected (its spec known) or not (`start_error`: why; windows are made for the local
         model and health checks start now)."""
@@ -190,7 +190,7 @@ class FailoverEngine:
         with self._lock:
             self.health_checks += 1
         try:
-            self.remote.connect()
+            self.remote.connect(fresh=True)
             found = window_compatible(self.spec, self.remote.spec)
             if found:
                 raise RemoteContractError(f"{self.remote.url}: the served model's contract changed: "

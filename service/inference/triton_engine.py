@@ -221,12 +221,13 @@ class TritonEngine:
     whole (a split bundle's encoder and head requests share it)."""
 
     def __init__(self, address: RemoteAddress, deadline_s: float = 0.5, headers: dict[str, str] | None = None,
-                 root_cert: Path | None = None, model_version: str = "", reconnect_max_s: float = 5.0):
+                 root_cert: Path | None = None, model_version: str = "", reconnect_max_s: float = 2.0):
         self.address, self.url, self.deadline_s, self.version = address, address.url, deadline_s, model_version
         if address.protocol == "grpc":
-            self._client = _Grpc(address.server, headers or {}, root_cert, reconnect_max_s)
+            self._new_client = lambda: _Grpc(address.server, headers or {}, root_cert, reconnect_max_s)
         else:
-            self._client = _Http(address.server, headers or {}, root_cert, deadline_s)
+            self._new_client = lambda: _Http(address.server, headers or {}, root_cert, deadline_s)
+        self._client = self._new_client()
         self.whole: _Model | None = None
         self.parts: dict[str, _Model] | None = None
         self.spec: BundleSpec | None = None
@@ -292,12 +293,16 @@ class TritonEngine:
             raise RemoteUnavailable(f"{self.url}: model {name!r} is not ready")
         return _Model(name, contract, max_batch)
 
-    def connect(self, timeout: float | None = None) -> None:
+    def connect(self, timeout: float | None = None, fresh: bool = False) -> None:
         """Read and check the model's contract (and its parts'): RemoteUnavailable when the server does not answer
         (each call within `timeout`, default the deadline), RemoteContractError when it answers wrongly. Sets spec;
-        safe to call again (health checks)."""
+        safe to call again (health checks). `fresh`: on a new client first, for a server that went away: a gRPC
+        channel that lost its server waits out its own reconnect backoff and fails every call meanwhile."""
         from tritonclient.utils import InferenceServerException
 
+        if fresh:
+            old, self._client = self._client, self._new_client()
+            old.close()
         timeout = timeout or self.deadline_s
         try:
             live = self._client.live(timeout)
