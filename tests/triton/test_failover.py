@@ -89,7 +89,8 @@ def test_a_server_that_hangs_is_left_for_the_local_fallback_and_used_again_once_
             stream.wait_for_more(LOCAL, count=6)
             away = engine_status(stream.engine)
             assert away.status == "fallback" and away.health_checks >= 1
-            assert "DEADLINE_EXCEEDED" in away.last_error or "no answer within" in away.last_error
+            # the batch past its deadline, or a health check's connection that never got an answer
+            assert any(late in away.last_error for late in ("DEADLINE_EXCEEDED", "no answer within", "timed out"))
         finally:
             own_triton_server.resume()
         stream.wait_for_more(url)
