@@ -27,6 +27,10 @@ SHM = Path("/dev/shm")
 SHM_PREFIX = "triton_python_backend_shm_region_"
 
 
+class PortTaken(RuntimeError):
+    """Another process bound one of the server's ports first."""
+
+
 def binary(home: Path = TRITON_HOME) -> Path:
     return home / "server" / "pytriton" / "tritonserver" / "bin" / "tritonserver"
 
@@ -58,6 +62,7 @@ class TritonServer:
         if reason:
             raise FileNotFoundError(reason)
         self.repository, self.log, self.home, self.startup_timeout = repository, log, home, startup_timeout
+        self._chosen = grpc_port is None and http_port is None  # ours to choose again if taken meanwhile
         self.grpc_port, self.http_port = grpc_port or free_port(), http_port or free_port()
         self.metrics_port = free_port()
         self.process: subprocess.Popen | None = None
@@ -72,11 +77,26 @@ class TritonServer:
         return f"127.0.0.1:{self.http_port}"
 
     def start(self) -> TritonServer:
+        """Start and wait until ready. Free ports can be taken by another process before the server binds them: then
+        (ports chosen here) it starts again on others, up to three times."""
+        attempts = 3 if self._chosen else 1
+        while True:
+            attempts -= 1
+            try:
+                return self._start()
+            except PortTaken:
+                self.kill()  # the stubs it had started, their shared memory
+                if attempts == 0:
+                    raise
+                self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+
+    def _start(self) -> TritonServer:
         backends = binary(self.home).parents[1] / "backends"
         command = [str(binary(self.home)), "--model-repository", str(self.repository), "--backend-directory",
                    str(backends), "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                    "--metrics-port", str(self.metrics_port), "--log-verbose", "0", "--exit-timeout-secs", "5"]
         with open(self.log, "ab") as out:
+            self._log_from = out.tell()  # this start's own output begins here
             self.process = subprocess.Popen(command, env=self._environ, stdout=out, stderr=out,
                                             start_new_session=True)
         wait_until(self.ready, timeout=self.startup_timeout, interval=0.2)
@@ -86,7 +106,12 @@ class TritonServer:
         import httpx
 
         if self.process.poll() is not None:
-            raise RuntimeError(f"tritonserver exited ({self.process.returncode}): {self.log.read_text()[-3000:]}")
+            with open(self.log, "rb") as log:
+                log.seek(self._log_from)
+                tail = log.read().decode(errors="replace")[-3000:]
+            if "already in use" in tail:
+                raise PortTaken(tail)
+            raise RuntimeError(f"tritonserver exited ({self.process.returncode}): {tail}")
         try:
             return httpx.get(f"http://{self.http_url}/v2/health/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
