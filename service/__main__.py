@@ -1,7 +1,8 @@
 """Command line.
 
     python -m service serve [--source SRC ...] [--host H] [--port P] [--model BUNDLE_DIR] [--config FILE] [--ros]
-    python -m service analyze CLIP [--model BUNDLE_DIR] [--json OUT] [--plot OUT.png]
+                            [--engine triton://HOST:PORT/MODEL]
+    python -m service analyze CLIP [--model BUNDLE_DIR] [--engine URL] [--json OUT] [--plot OUT.png]
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from service.config import SAMPLE_CLIP, Settings
 from service.errors import ServiceError
 
 log = logging.getLogger("service")
+ENGINE_HELP = ("where windows are classified: local (default), or triton://HOST[:8001]/MODEL (gRPC), "
+               "triton+http://HOST[:8000]/MODEL: on that Triton server, with --model (or EMOTION_ENGINE_FALLBACK) "
+               "as the local fallback while it is away (same as EMOTION_ENGINE)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
     serve.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
     serve.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"])
+    serve.add_argument("--engine", metavar="URL", help=ENGINE_HELP)
 
     commands.add_parser("healthcheck", help="exit 0 if the local server answers /readyz with 200 (for containers)")
 
@@ -49,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"video file (default: the bundled sample, {SAMPLE_CLIP.name})")
     analyze.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
     analyze.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
+    analyze.add_argument("--engine", metavar="URL", help=ENGINE_HELP)
     analyze.add_argument("--json", type=Path, metavar="OUT", help="write the report with its Contract 2 events")
     analyze.add_argument("--plot", type=Path, metavar="OUT.png", help="plot each track's probabilities over time")
     analyze.add_argument("--sample-fps", type=float, help="frames per second to analyse (default 8)")
@@ -59,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token", "checkpoint")
+    names = ("model", "sample_fps", "hop", "detector", "sources", "host", "port", "token", "checkpoint", "engine")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "ros", None):
         overrides["ros"] = {"enabled": True}
@@ -93,13 +99,18 @@ def analyze(args: argparse.Namespace) -> int:
     from service.analyze import analyze_clip
     from service.detect import create_detector
     from service.inference import create_engine
+    from service.inference.base import close_engine
     from service.report import format_timeline, plot_timeline
 
     settings = _settings(args)
     engine = create_engine(settings)
     detector = create_detector(settings)
     started = time.perf_counter()
-    report = analyze_clip(args.clip, settings, engine, detector, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        report = analyze_clip(args.clip, settings, engine, detector,
+                              progress=not args.no_progress and sys.stderr.isatty())
+    finally:
+        close_engine(engine)
     elapsed = time.perf_counter() - started
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -146,6 +146,33 @@ class Settings(BaseSettings):
                                        description="where TensorRT keeps built engines (reused across restarts)")
     trt_fp16: bool = Field(True, description="let TensorRT run in fp16")
 
+    # Where windows are classified: here, or on a Triton server with this process as the fallback (docs/DEPLOYMENT.md)
+    engine: str = Field("local", description="local: the model (or checkpoint) settings above run here; "
+                        "triton://HOST[:8001]/MODEL (gRPC) or triton+http://HOST[:8000]/MODEL: windows run on that "
+                        "Triton server, and on the local fallback while it is away")
+    engine_deadline_s: float = Field(0.5, gt=0, le=1.5, description="longest wait for the server per batch of "
+                                     "windows (a split bundle's two requests together); then they run locally "
+                                     "(at most 1.5 s, so the fallback takes over within 2 s)")
+    engine_fallback: Path | None = Field(None, description="model bundle the windows run on while the server is "
+                                         "away; default: `model` (the embedded model unless set)")
+    engine_model_version: str = Field("", description="version of the remote model; empty: the server's choice")
+    engine_tls_root_cert: Path | None = Field(None, description="PEM root certificate: talk TLS to the server, "
+                                              "checked against it; unset: plain text")
+    engine_headers: dict[str, str] = Field(default_factory=dict, description="extra headers (gRPC metadata) on "
+                                           "every request, e.g. {\"authorization\": \"Bearer ...\"}; never "
+                                           "reported")
+    engine_health_backoff_s: float = Field(0.5, gt=0, description="first wait before asking an away server again; "
+                                           "doubled after each failed check")
+    engine_health_max_s: float = Field(2.0, gt=0, description="longest wait between two health checks")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_scheme(cls, value: str) -> str:
+        # The URL itself is parsed where it is used (service/inference/triton_engine.py parse_engine_url).
+        if value != "local" and not value.startswith(("triton://", "triton+grpc://", "triton+http://")):
+            raise ValueError("expected local, triton://HOST[:PORT]/MODEL or triton+http://HOST[:PORT]/MODEL")
+        return value
+
     # Sampling and windows
     sample_fps: float = Field(8.0, gt=0, description="frames per second taken from the source (16 frames ~ 2 s)")
     # Classified every 2nd sampled frame (0.25 s at 8 fps): a change of expression is seen within a quarter second;

@@ -19,7 +19,7 @@ import numpy as np
 
 from service.config import Settings
 from service.events import EmotionEvent
-from service.inference.base import Engine, predict_with_valence_arousal
+from service.inference.base import LOCAL, Engine, Routed, predict_routed
 from service.inference.engine import FrameFeatureCache
 from service.metrics import StageTimer
 from service.prompts import FaceState, PromptTemplates, chat_messages, describe_scene, emotion_prompt
@@ -36,13 +36,14 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
                   prompt: str | None = None, raw_probs: np.ndarray | None = None,
                   prompt_about: PromptAbout = "face",
                   va_table: Mapping[str, tuple[float, float]] = CATEGORY_VALENCE_AROUSAL,
-                  model_va: np.ndarray | None = None) -> EmotionEvent:
+                  model_va: np.ndarray | None = None, engine: str = LOCAL) -> EmotionEvent:
     """A classified window as Contract 2's emotion event, with a prompt and chat messages (pure). `probs` are the
     smoothed probabilities the label and confidence come from, `raw_probs` the window's own model output (default:
     the same, i.e. no smoothing). By default the label is the most probable one and the prompt describes this one
     face; the live stage passes a prompt describing everyone in view (prompt_about="scene"). `model_va`: the
     model's own (valence, arousal) for the window, where its bundle has them (va_source "model"); else the
-    category table's, from the smoothed probabilities."""
+    category table's, from the smoothed probabilities. `engine`: where the window was classified (LOCAL, or the
+    remote model's URL)."""
     best = int(np.argmax(probs)) if label_index is None else label_index
     smoothed = {label: round(float(p), 4) for label, p in zip(labels, probs)}
     raw = smoothed if raw_probs is None else {label: round(float(p), 4) for label, p in zip(labels, raw_probs)}
@@ -55,7 +56,7 @@ def emotion_event(window: Window, probs: np.ndarray, labels: list[str], source: 
         source=source, track_id=window.track_id, t_start=round(window.t_start, 3), t_end=round(window.t_end, 3),
         label=labels[best], confidence=round(confidence, 4),
         probs=smoothed, raw_probs=raw, smoothed_probs=smoothed,
-        box=tuple(round(v, 1) for v in window.box), model=model,
+        box=tuple(round(v, 1) for v in window.box), model=model, engine=engine,
         valence=va and va.valence, arousal=va and va.arousal, va_source=va and va.source,
         prompt=prompt, prompt_about=prompt_about, messages=chat_messages(prompt, templates),
     )
@@ -112,26 +113,30 @@ class EmotionStage:
         for i in range(0, len(windows), self.max_batch):
             batch = windows[i:i + self.max_batch]
             with timer.time("infer"):
-                probs, va = predict_with_valence_arousal(self.engine, batch, cache)
-            events.extend(self.event(source, window, raw, None if va is None else va[j])
-                          for j, ((source, window), raw) in enumerate(zip(batch, probs)))
+                routed = predict_routed(self.engine, batch, cache)
+            va = routed.valence_arousal
+            events.extend(self.event(source, window, raw, None if va is None else va[j], routed)
+                          for j, ((source, window), raw) in enumerate(zip(batch, routed.probs)))
         return events
 
-    def event(self, source: str, window: Window, raw: np.ndarray, model_va: np.ndarray | None = None
-              ) -> EmotionEvent | None:
+    def event(self, source: str, window: Window, raw: np.ndarray, model_va: np.ndarray | None = None,
+              routed: Routed | None = None) -> EmotionEvent | None:
         """One classified window: smoothed with its track's earlier windows, described, as an event (None: held
-        back by the event rate). `model_va`: the window's own (valence, arousal) from the model, where it has them."""
+        back by the event rate). `model_va`: the window's own (valence, arousal) from the model, where it has them.
+        `routed`: where it ran and on which model (default: here, the engine's)."""
         with self._lock:
             label_index, smoothed = self.smoother.update(source, window.track_id, raw, window.t_end)
             if not self.gate.admit(source, window.track_id, window.t_end, label_index):
                 return None
         labels = self.engine.labels
+        model, engine = (routed.model, routed.engine) if routed else (self.engine.spec.name, LOCAL)
         if self.scene is None:
-            return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates,
-                                 label_index, raw_probs=raw, va_table=self.va_table, model_va=model_va)
+            return emotion_event(window, smoothed, labels, source, model, self.templates, label_index, raw_probs=raw,
+                                 va_table=self.va_table, model_va=model_va, engine=engine)
         prompt = self._describe_scene(source, window, labels[label_index], float(smoothed[label_index]), smoothed)
-        return emotion_event(window, smoothed, labels, source, self.engine.spec.name, self.templates, label_index,
-                             prompt, raw_probs=raw, prompt_about="scene", va_table=self.va_table, model_va=model_va)
+        return emotion_event(window, smoothed, labels, source, model, self.templates, label_index, prompt,
+                             raw_probs=raw, prompt_about="scene", va_table=self.va_table, model_va=model_va,
+                             engine=engine)
 
     def forget(self, source: str, track_id: int) -> None:
         """Drop the smoothing of a track that ended and has no window left to classify."""

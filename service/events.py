@@ -42,6 +42,10 @@ class EmotionEvent(_Event):
                           "equal to raw_probs with smoothing=none and for a track's first window")
     box: Box
     model: str
+    engine: str | None = Field(
+        None, description="where the window was classified: 'local' (this service's own engine) or the URL of the "
+                          "remote model (triton://HOST:PORT/MODEL) that classified it; absent only in events from "
+                          "before it was added")
     valence: float | None = Field(
         None, ge=-1, le=1, description="-1 unpleasant .. 1 pleasant: the model's own for this window, or from the "
                           "smoothed probabilities (see va_source)")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from service.events import Box
@@ -131,9 +133,36 @@ class SourceStatus(BaseModel):
                                               "face), held (a still face's frame not searched)")
 
 
+class EngineStatus(BaseModel):
+    """Where windows are classified now (`engine` setting; service/inference/failover.py)."""
+
+    where: str = Field(description="where windows run now: 'local', or the remote model's URL (each emotion event's "
+                       "`engine` says the same of its own window)")
+    status: Literal["local", "remote", "fallback"] = Field(
+        description="local: no remote engine configured; remote: windows run on the server; fallback: the server is "
+                    "away (down, past the deadline, or its contract differs) and windows run on the local fallback "
+                    "while health checks wait for it")
+    model: str = Field(description="the model windows run on now")
+    remote: str | None = Field(None, description="the configured remote URL (triton://HOST:PORT/MODEL); null: none")
+    last_error: str | None = Field(None, description="why the remote last failed; null once it answers again")
+    fallback_model: str | None = Field(None, description="the local fallback's model")
+    switches: int = Field(0, description="times windows moved between the server and the local fallback")
+    windows_remote: int = Field(0, description="windows the server classified")
+    windows_local: int = Field(0, description="windows the local engine classified")
+    remote_bytes_sent: int = Field(0, description="tensor bytes sent to the server (pixels of frames not encoded "
+                                   "before, frame features for the window head)")
+    remote_bytes_received: int = Field(0, description="tensor bytes received from the server")
+    bytes_per_window: float | None = Field(None, description="tensor bytes sent and received per window the server "
+                                           "classified")
+    health_checks: int = Field(0, description="health checks of the server while windows ran locally")
+    next_check_s: float | None = Field(None, description="seconds until the next health check; null when none is "
+                                       "due")
+
+
 class RuntimeStatus(BaseModel):
     t: float | None = Field(description="service clock, seconds; null without live sources")
     model: str
+    engine: EngineStatus | None = Field(None, description="where windows are classified now (set by GET /v1/state)")
     sources: dict[str, SourceStatus] = Field(default_factory=dict)
     windows_queue_depth: int = 0
     windows_dropped: int = 0

@@ -21,6 +21,7 @@ from service.config import Settings
 from service.detect import create_detector
 from service.events import HeartbeatEvent
 from service.inference import create_engine
+from service.inference.base import close_engine, engine_status
 from service.ingest.sources import SourceSpec
 from service.live.bus import EventBus
 from service.live.sinks import QueuedSink
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     create_detector(settings)  # fail now, not in a worker thread, if the configured detector cannot be built
     UploadSpool.check(settings.spool_dir)  # and now if the upload spool cannot be private (its files: lifespan)
     service_metrics = ServiceMetrics()
+    service_metrics.watch_engine(functools.partial(engine_status, engine))
     runtime = None
     if live:
         from service.live.runtime import LiveRuntime
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
             if runtime:
                 await asyncio.to_thread(runtime.stop)
             await asyncio.to_thread(clip_jobs.shutdown)
+            await asyncio.to_thread(close_engine, engine)
             if forwarder_sink:
                 await asyncio.to_thread(forwarder_sink.stop)
             if forwarder:

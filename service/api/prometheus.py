@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from service.clip_jobs import ClipJobs, ClipObserver
 from service.live.bus import EventBus
 from service.live.sinks import QueuedSink
-from service.state import RuntimeStatus
+from service.state import EngineStatus, RuntimeStatus
 
 if TYPE_CHECKING:
     from service.forwarder import LLMForwarder  # imported only when the forwarder is enabled (httpx)
@@ -97,6 +97,37 @@ class RuntimeCollector(Collector):
         for component, count in snap.watchdog_restarts.items():
             restarts.add_metric([component], count)
         yield restarts
+
+
+class EngineCollector(Collector):
+    """Where windows are classified, read at scrape time (service/inference/failover.py); nothing while the engine
+    is local only."""
+
+    def __init__(self, status: Callable[[], EngineStatus]):
+        self._status = status
+
+    def collect(self):
+        status = self._status()
+        if status.remote is None:
+            return
+        up = GaugeMetricFamily("emotion_engine_remote_up", "1 while windows run on the remote server, 0 while they "
+                               "run on the local fallback", labels=["remote"])
+        up.add_metric([status.remote], float(status.status == "remote"))
+        yield up
+        windows = CounterMetricFamily("emotion_engine_windows", "windows classified, by engine: local (the "
+                                      "fallback), or the remote URL", labels=["engine"])
+        windows.add_metric(["local"], status.windows_local)
+        windows.add_metric([status.remote], status.windows_remote)
+        yield windows
+        yield CounterMetricFamily("emotion_engine_switches", "times windows moved between the remote server and the "
+                                  "local fallback", value=status.switches)
+        exchanged = CounterMetricFamily("emotion_engine_remote_bytes", "tensor bytes exchanged with the remote "
+                                        "server", labels=["direction"])
+        exchanged.add_metric(["sent"], status.remote_bytes_sent)
+        exchanged.add_metric(["received"], status.remote_bytes_received)
+        yield exchanged
+        yield CounterMetricFamily("emotion_engine_health_checks", "health checks of the remote server while windows "
+                                  "ran locally", value=status.health_checks)
 
 
 class ClipCollector(Collector):
@@ -210,6 +241,9 @@ class ServiceMetrics:
 
     def watch_runtime(self, snapshot: Callable[[], RuntimeStatus]) -> None:
         self.registry.register(RuntimeCollector(snapshot))
+
+    def watch_engine(self, status: Callable[[], EngineStatus]) -> None:
+        self.registry.register(EngineCollector(status))
 
     def watch_clips(self, clips: ClipJobs) -> None:
         self.registry.register(ClipCollector(clips))

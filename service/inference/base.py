@@ -1,12 +1,17 @@
-"""What the service needs of an inference engine, whichever runs the model: ONNX Runtime (OnnxEngine, a bundle) or
-PyTorch (TorchEngine, a training checkpoint, research). Routes, the live runtime and clip analysis depend on this
-protocol only."""
+"""What the service needs of an inference engine, whichever runs the model: ONNX Runtime (OnnxEngine, a bundle),
+PyTorch (TorchEngine, a training checkpoint, research) or a Triton server with a local fallback (FailoverEngine,
+service/inference/failover.py). Routes, the live runtime and clip analysis depend on this protocol only.
+
+An engine that can run windows in more than one place (a `RoutingEngine`) also says, per call, where they ran and
+on which model; `predict_routed` asks any engine that, so an emotion event names its `engine`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+
+from service.state import EngineStatus
 
 if TYPE_CHECKING:
     from service.bundle import BundleSpec, ModelBundle
@@ -40,3 +45,48 @@ def predict_with_valence_arousal(engine: Engine, items: list[tuple[str, Window]]
     if with_va is None:
         return engine.predict_windows(items, cache), None
     return with_va(items, cache)
+
+
+LOCAL = "local"  # an event's `engine` when this process classified its window
+
+
+class Routed(NamedTuple):
+    probs: np.ndarray  # [B, labels], in the order of the engine's spec.labels
+    valence_arousal: np.ndarray | None  # [B, 2], the model's own where its bundle has them
+    engine: str  # where the windows ran: LOCAL, or the remote model's URL
+    model: str  # the name of the model that ran them
+
+
+@runtime_checkable
+class RoutingEngine(Engine, Protocol):
+    def predict_routed(self, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None) -> Routed:
+        """predict_windows (with the model's own valence/arousal) and where the windows ran (all of one call run in
+        one place)."""
+        ...
+
+    def status(self) -> EngineStatus: ...
+
+    def close(self) -> None:
+        """Stop background work (health checks)."""
+        ...
+
+
+def predict_routed(engine: Engine, items: list[tuple[str, Window]], cache: FrameFeatureCache | None = None) -> Routed:
+    """Probabilities (and the model's own valence/arousal) for (source, Window) pairs, with where they were computed:
+    a local engine runs them here."""
+    if isinstance(engine, RoutingEngine):
+        return engine.predict_routed(items, cache)
+    return Routed(*predict_with_valence_arousal(engine, items, cache), LOCAL, engine.spec.name)
+
+
+def engine_status(engine: Engine) -> EngineStatus:
+    """Where windows run now (GET /v1/state's `engine`, /metrics)."""
+    if isinstance(engine, RoutingEngine):
+        return engine.status()
+    return EngineStatus(where=LOCAL, status="local", model=engine.spec.name)
+
+
+def close_engine(engine: Engine) -> None:
+    """Stop what an engine runs in the background (a remote engine's health checks); nothing for local ones."""
+    if isinstance(engine, RoutingEngine):
+        engine.close()

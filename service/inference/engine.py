@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,34 @@ class FrameFeatureCache:
         return len(self._features)
 
 
+def window_features(items: list, cache: FrameFeatureCache, spec: BundleSpec,
+                    encode: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """The window head's inputs (features [B, T, D], and scene_features for scene-aware bundles) for (source, Window)
+    pairs: every frame's features from the cache, the frames not seen before encoded first, all in one `encode` call
+    (uint8 crops [N, H, W, C] -> features [N, D]). A scene frame is the whole source frame, so every track of that
+    frame shares it. If `encode` raises, the cache is left as it was."""
+    streams = {"features": [([(source, w.track_id, f) for f in w.frame_ids], w.faces) for source, w in items]}
+    if spec.needs_scene:
+        if any(w.scene is None for _, w in items):
+            raise ValueError(f"bundle {spec.name} needs scene crops")
+        streams["scene_features"] = [([(source, "scene", f) for f in w.frame_ids], w.scene) for source, w in items]
+    missing: dict[tuple, np.ndarray] = {}
+    for windows in streams.values():
+        for window_keys, crops in windows:
+            for key, crop in zip(window_keys, crops):
+                if key not in missing and cache.get(key) is None:
+                    missing[key] = crop
+    if missing:
+        features = encode(np.stack(list(missing.values())))
+        for key, feature in zip(missing, features):
+            cache.put(key, feature)
+        cache.encoded += len(missing)
+    cache.reused += sum(len(keys) for windows in streams.values() for keys, _ in windows) - len(missing)
+    # Fetched after all puts, so a window never asks for a key its own batch evicted (capacity >> a batch).
+    return {name: np.stack([np.stack([cache.get(k) for k in keys]) for keys, _ in windows]).astype(np.float32)
+            for name, windows in streams.items()}
+
+
 class OnnxEngine:
     def __init__(self, bundle: ModelBundle, providers: list[str] | None = None, intra_op_threads: int = 0,
                  trt_cache_dir: str | None = None, trt_fp16: bool = True):
@@ -194,38 +223,21 @@ class OnnxEngine:
     def predict_windows_va(self, items: list, cache: FrameFeatureCache | None = None
                            ) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities, the model's own valence/arousal [B, 2] or None) for (source, Window) pairs. With a cache
-        and a bundle that has a frame encoder, only frames not seen before are encoded (one encoder call for all of
-        them) and the head runs per window. A scene frame is the whole source frame, so every track of that frame
-        shares it."""
+        and a bundle that has a frame encoder, only frames not seen before are encoded (window_features) and the
+        head runs per window."""
         if cache is None or self.encoder is None:
             faces = np.stack([w.faces for _, w in items])
             scene = np.stack([w.scene for _, w in items]) if items[0][1].scene is not None else None
             return self.predict_va(faces, scene)
-        streams = {"features": [([(source, w.track_id, f) for f in w.frame_ids], w.faces) for source, w in items]}
-        if self.spec.needs_scene:
-            if any(w.scene is None for _, w in items):
-                raise ValueError(f"bundle {self.spec.name} needs scene crops")
-            streams["scene_features"] = [([(source, "scene", f) for f in w.frame_ids], w.scene) for source, w in items]
-        missing: dict[tuple, np.ndarray] = {}
-        for windows in streams.values():
-            for window_keys, crops in windows:
-                for key, crop in zip(window_keys, crops):
-                    if key not in missing and cache.get(key) is None:
-                        missing[key] = crop
-        if missing:
-            frames = normalise(np.stack(list(missing.values()))[None], self.spec.mean, self.spec.std)[0]
-            (features,) = self.encoder.run(["features"], {"frames": frames})
-            for key, feature in zip(missing, features):
-                cache.put(key, feature)
-            cache.encoded += len(missing)
-        cache.reused += sum(len(keys) for windows in streams.values() for keys, _ in windows) - len(missing)
-        # Fetched after all puts, so a window never asks for a key its own batch evicted (capacity >> a batch).
-        feeds = {name: np.stack([np.stack([cache.get(k) for k in keys]) for keys, _ in windows]).astype(np.float32)
-                 for name, windows in streams.items()}
+        feeds = window_features(items, cache, self.spec, self._encode)
         return self._read(self.head.run(self.outputs, feeds))
 
     def _read(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         return probabilities(outputs[0], self.spec), (outputs[1].astype(np.float32) if len(outputs) > 1 else None)
+
+    def _encode(self, crops: np.ndarray) -> np.ndarray:
+        frames = normalise(crops[None], self.spec.mean, self.spec.std)[0]
+        return self.encoder.run(["features"], {"frames": frames})[0]
 
     def predict(self, faces: np.ndarray, scene: np.ndarray | None = None) -> np.ndarray:
         """faces [B, T, H, W, C] uint8 (and scene alike for scene-aware bundles) -> probabilities [B, labels]."""
