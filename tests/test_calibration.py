@@ -115,7 +115,7 @@ def test_licences_in_view_on_v1_models_and_in_serves_start_up_line(tmp_path):
     settings = Settings(_env_file=None, model=ASSETS_DIR / "bundles" / "faceapi-expression",
                         spool_dir=tmp_path / "spool")
     app = create_app(settings, live=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         (model,) = client.get("/v1/models").json()["models"]
     assert model["license"].startswith("MIT") and "@vladmandic/face-api@1.7.15" in model["source"]
     assert model["research_only"] is False and model["temperature"] > 1 and model["va_source"] == "categories"
