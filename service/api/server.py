@@ -9,7 +9,13 @@ it logs one warning per such request, before any token check, so anyone could fi
   after the answer the server stops writing but keeps reading and discarding (up to LINGER_BYTES, LINGER_S) so the
   client can finish sending and read it, as nginx's lingering close does;
 - at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
-  no warning ever quotes what the client sent (its headers may carry a token).
+  no warning ever quotes what the client sent (its headers may carry a token);
+- connections are bounded below the descriptor limit (`max_connections`, at most half of RLIMIT_NOFILE): at the
+  limit, the connection idle longest (no request in progress: between requests, or still sending its first request
+  line and headers) is closed to make room, so a flood of idle or slow connections cannot keep /healthz out; only
+  when every connection is in the middle of a request is the newcomer answered 503 at once. A connection that has
+  not sent a whole request head within `header_timeout_s` is closed (slow bodies are cut by the upload route,
+  service/api/uploads.py).
 
 SIGTERM (or Ctrl-C): new uploads get 503 at once, queued clips are cancelled, running analyses get
 `shutdown_grace_s` to finish and are then stopped (their requests answered 503), then uvicorn's own shutdown closes
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import signal
 import threading
 import time
@@ -86,11 +93,45 @@ class JsonErrorProtocol(H11Protocol):
     Use the class that json_error_protocol(settings) makes: it carries the log limiter."""
 
     bad_requests = BadRequestLog(60.0)
+    max_connections: int | None = None
+    header_timeout_s: float | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.logger = _WithoutInvalidRequestWarning(self.logger, {})
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
+        self._last_active = time.monotonic()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.header_timeout_s is not None:
+            self.loop.call_later(self.header_timeout_s, self._close_if_no_request_yet)
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            self._make_room()
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _make_room(self) -> None:
+        """Over max_connections: close the connection idle longest, or refuse this one if none is idle."""
+        idle = [c for c in self.connections if isinstance(c, JsonErrorProtocol) and c is not self and c._idle()
+                and not c.transport.is_closing()]
+        if idle:
+            min(idle, key=lambda c: c._last_active).transport.close()
+            return
+        body = json.dumps({"detail": "the server has too many open connections; retry in a second"}).encode()
+        self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                             b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.close()
+
+    def _close_if_no_request_yet(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        self._last_active = time.monotonic()
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn calls this when h11 refuses the request."""
@@ -134,9 +175,18 @@ class JsonErrorProtocol(H11Protocol):
         super().data_received(data)
 
 
+def connection_limit(settings: Settings) -> int:
+    """max_connections, capped at half the process's descriptor limit (the rest: spool files, models, logs)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(settings.max_connections, soft // 2) if soft != resource.RLIM_INFINITY else settings.max_connections
+
+
 def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
-    """The protocol class for uvicorn's `http=` option, with its own warning limiter from the settings."""
-    return type("JsonErrorProtocol", (JsonErrorProtocol,), {"bad_requests": BadRequestLog(settings.bad_request_log_s)})
+    """The protocol class for uvicorn's `http=` option, with its own warning limiter and connection bounds from the
+    settings."""
+    return type("JsonErrorProtocol", (JsonErrorProtocol,), {
+        "bad_requests": BadRequestLog(settings.bad_request_log_s), "max_connections": connection_limit(settings),
+        "header_timeout_s": settings.header_timeout_s})
 
 
 def uvicorn_options(settings: Settings) -> dict:
