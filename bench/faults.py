@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.hostile_clips import looped_clip
 from bench.service_process import ServiceProcess, never_reading_websocket, wait_until
 
 TOKEN = "faults-s3cret"
@@ -65,26 +66,10 @@ class Rows:
 # ---- footage and requests ---------------------------------------------------------------------------------------
 
 def long_clip(path: Path, seconds: float) -> Path:
-    """The bundled 6-s sample clip repeated (packets copied, time stamps shifted: no re-encoding) to `seconds`."""
-    import av
-
+    """The bundled 6-s sample clip repeated (no re-encoding) to `seconds`."""
     from service.config import SAMPLE_CLIP
 
-    with av.open(str(SAMPLE_CLIP)) as source, av.open(str(path), "w") as out:
-        stream_in = source.streams.video[0]
-        stream_out = out.add_stream_from_template(stream_in)
-        packets = [p for p in source.demux(stream_in) if p.dts is not None]
-        span = max(p.pts for p in packets) + packets[1].duration if len(packets) > 1 else 1
-        span = max(span, int(round(float(stream_in.duration or 0)))) or span
-        for loop in range(max(1, round(seconds / 6.0))):
-            for packet in packets:
-                packet.stream = stream_out
-                copy = av.Packet(bytes(packet))
-                copy.pts, copy.dts = packet.pts + loop * span, packet.dts + loop * span
-                copy.time_base, copy.stream = packet.time_base, stream_out
-                copy.is_keyframe = packet.is_keyframe
-                out.mux(copy)
-    return path
+    return looped_clip(SAMPLE_CLIP, path, seconds)
 
 
 def post_clip(base: str, name: str, data: bytes, headers: dict | None = None, background: bool = False,
