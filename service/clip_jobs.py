@@ -11,8 +11,8 @@ A job whose uploader has gone, or that a client cancels (DELETE /v1/clips/{id}),
 queue, or stopped between two decoded frames. The uploaded file (in the upload spool, service/spool.py) is deleted
 as soon as its analysis ends, whatever the outcome.
 
-Admission (`admit`, before an upload's body is read): at most `max_uploads_in_progress` uploads arrive at once, none
-while the queue is full, and one client address has at most `max_background_clips_per_client` background jobs
+Admission (`admit`, before an upload's body is read): at most `max_uploads_in_progress` uploads arrive at once
+(`max_uploads_in_progress_per_client` from one address), none while the queue is full, and one client address has at most `max_background_clips_per_client` background jobs
 queued or running; what is refused is refused with 429 before it has cost a byte of disk.
 
 Job ids carry this run's identity (a random run prefix and a keyed check), so an id this run never issued (one of
@@ -35,7 +35,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -137,7 +137,7 @@ class ClipJobs:
         self._id_key = secrets.token_bytes(16)
         self._client: dict[str, str] = {}  # queued and running background jobs -> client address
         self._cancel_reason: dict[str, str] = {}
-        self._arriving = 0  # uploads whose body is being received
+        self._arriving: Counter[str] = Counter()  # uploads whose body is being received, by client address
         self.observer = observer or ClipObserver()
         self._jobs: OrderedDict[str, ClipJob] = OrderedDict()
         self._futures: dict[str, Future] = {}
@@ -162,22 +162,29 @@ class ClipJobs:
     @contextlib.contextmanager
     def admit(self, client: str, background: bool) -> Iterator[None]:
         """Hold one of the max_uploads_in_progress places while an upload's body is received. Refused at once
-        (QueueFull, before the body is read) when every place is taken, when the queue is full, or when a
-        background upload's client already has max_background_clips_per_client jobs."""
+        (QueueFull, before the body is read) when every place is taken or the client holds its share of them, when
+        the queue is full, or when a background upload's client already has max_background_clips_per_client jobs."""
         with self._cond:
             if self._closed:
                 raise ServiceError("the service is shutting down; retry after it has restarted")
-            if self._arriving >= self.settings.max_uploads_in_progress:
+            arriving = sum(self._arriving.values())
+            if arriving >= self.settings.max_uploads_in_progress:
                 self.observer.refused("busy")
-                raise QueueFull(len(self._queue), 1, f"{self._arriving} uploads are already arriving "
+                raise QueueFull(len(self._queue), 1, f"{arriving} uploads are already arriving "
                                 "(max_uploads_in_progress); retry in 1 s")
+            if self._arriving[client] >= self.settings.max_uploads_in_progress_per_client:
+                self.observer.refused("busy")
+                raise QueueFull(len(self._queue), 1, f"this client is already sending {self._arriving[client]} "
+                                "uploads (max_uploads_in_progress_per_client); retry in 1 s")
             self._check_room(client, background)
-            self._arriving += 1
+            self._arriving[client] += 1
         try:
             yield
         finally:
             with self._cond:
-                self._arriving -= 1
+                self._arriving[client] -= 1
+                if not self._arriving[client]:
+                    del self._arriving[client]
 
     def _check_room(self, client: str | None, background: bool) -> None:
         """QueueFull when the queue, or this client's share of background jobs, is full. Called with the lock."""
@@ -195,7 +202,7 @@ class ClipJobs:
     @property
     def arriving(self) -> int:
         with self._cond:
-            return self._arriving
+            return sum(self._arriving.values())
 
     def _new_id(self) -> str:
         body = f"{self._run_prefix}-{uuid.uuid4().hex[:16]}"

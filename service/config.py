@@ -342,6 +342,9 @@ class Settings(BaseSettings):
                                                  "one client address may have; more are answered 429")
     max_uploads_in_progress: int = Field(16, ge=1, description="uploads being received at once; more are "
                                          "answered 429 before their body is read")
+    max_uploads_in_progress_per_client: int = Field(4, ge=1, description="uploads one client address may be "
+                                                    "sending at once; more are answered 429 before their body is "
+                                                    "read (slow clients from one address leave room for others)")
     upload_min_bytes_per_s: int = Field(16 * 1024, ge=0, description="an upload's body must arrive at least this "
                                         "fast, over each upload_rate_window_s, or it is dropped (408) with its "
                                         "spool file; 0: no floor")

@@ -115,6 +115,9 @@ def _open(path: Path):
         container.close()
         # e.g. random bytes that probe as an audio format: the same message as any other non-video upload
         raise ClipError(f"not a readable video file: {path} (no video stream)")
+    if container.streams.video[0].codec_context is None:  # a damaged header naming no codec FFmpeg has (fuzzing)
+        container.close()
+        raise ClipError(f"not a readable video file: {path} (no decoder for its video stream)")
     return container
 
 
