@@ -2,7 +2,7 @@
 row per check with what was expected and what was seen, and a table at the end. Bounded in time: every wait has a
 deadline, a case that overruns fails its row and the suite goes on.
 
-    python -m bench.faults [--groups inputs live lifecycle] [--out bench/results/faults.json]
+    python -m bench faults [--groups inputs live lifecycle budgets] [--out bench/results/faults.json]
 
 Groups (one service process each, the lifecycle group two):
 - inputs: bad uploads (empty, text, random bytes, no field, not multipart, over the limit), a wrong token, oversized
@@ -12,7 +12,10 @@ Groups (one service process each, the lifecycle group two):
   that disappears and comes back, SIGSTOP/SIGCONT of the service, a client that never reads, a client that leaves
   and comes back (the gap its seq numbers show);
 - lifecycle: SIGKILL mid-upload then a restart (leftovers removed), a short clip beside long background jobs that
-  hold every clip worker (against its solo time), SIGTERM with a long clip in flight (bounded, 503s, spool empty).
+  hold every clip worker (against its solo time), SIGTERM with a long clip in flight (bounded, 503s, spool empty);
+- budgets: the upload budgets of issue 35 (bench/faults_budgets.py): decoding bombs, one client filling the queue
+  and DELETE, slow and idle clients by the thousand, a full disk, a job id after a restart; with the sample clip's
+  answer time beside each, memory peak, descriptors and files left.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ from pathlib import Path
 
 import httpx
 
+from bench.faults_budgets import budgets
 from bench.hostile_clips import looped_clip
 from bench.service_process import ServiceProcess, never_reading_websocket, wait_until
 
 TOKEN = "faults-s3cret"
-GROUPS = ("inputs", "live", "lifecycle")
+GROUPS = ("inputs", "live", "lifecycle", "budgets")
 WORKERS = 2  # clip workers of the lifecycle service; it gets one more long background job than that
 
 
@@ -404,7 +408,7 @@ def run(groups: list[str] | None = None) -> dict:
         for group in groups or GROUPS:
             print(f"{group}:", flush=True)
             try:
-                {"inputs": inputs, "live": live, "lifecycle": lifecycle}[group](rows, work, clip)
+                {"inputs": inputs, "live": live, "lifecycle": lifecycle, "budgets": budgets}[group](rows, work, clip)
             except Exception as exc:  # noqa: BLE001 - a service that would not start fails the group's row
                 rows.add(group, "the group runs", f"{type(exc).__name__}: {exc}"[:160], False)
     return {"rows": rows.rows, "figures": rows.figures, "passed": sum(r["ok"] for r in rows.rows),
@@ -420,7 +424,7 @@ def describe(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench faults", description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", choices=GROUPS, help="default: all")
     parser.add_argument("--out", type=Path, help="also write the result here (default bench/results/faults.json "
                         "for a full run)")

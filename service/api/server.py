@@ -10,8 +10,9 @@ it logs one warning per such request, before any token check, so anyone could fi
   client can finish sending and read it, as nginx's lingering close does;
 - at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
   no warning ever quotes what the client sent (its headers may carry a token);
-- connections are bounded below the descriptor limit (`max_connections`, at most half of RLIMIT_NOFILE): at the
-  limit, the connection idle longest (no request in progress: between requests, or still sending its first request
+- connections are bounded below the descriptor limit (`max_connections`, at most half of RLIMIT_NOFILE), and per
+  client address (`max_connections_per_client`: one more from that address is answered 503 and closed before it is
+  read, so one host's flood leaves room for everyone else's health checks); at the limit, the connection idle longest (no request in progress: between requests, or still sending its first request
   line and headers) is closed to make room, so a flood of idle or slow connections cannot keep /healthz out; only
   when every connection is in the middle of a request is the newcomer answered 503 at once. A connection that has
   not sent a whole request head within `header_timeout_s` is closed (slow bodies are cut by the upload route,
@@ -26,11 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import signal
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from types import FrameType
 
 import h11
@@ -94,20 +96,44 @@ class JsonErrorProtocol(H11Protocol):
 
     bad_requests = BadRequestLog(60.0)
     max_connections: int | None = None
+    max_connections_per_client: int | None = None
     header_timeout_s: float | None = None
+    per_client: Counter[str] | None = None  # open connections by client address (each server's class has its own)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.logger = _WithoutInvalidRequestWarning(self.logger, {})
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
         self._last_active = time.monotonic()
+        self._address: str | None = None  # counted in per_client while set
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        if self.per_client is not None:
+            self._address = self.client[0] if self.client else "unknown"
+            self.per_client[self._address] += 1
+            if self.per_client[self._address] > (self.max_connections_per_client or math.inf):
+                self._refuse_connection("this address has too many open connections; retry in a second")
+                return
         if self.header_timeout_s is not None:
             self.loop.call_later(self.header_timeout_s, self._close_if_no_request_yet)
         if self.max_connections is not None and len(self.connections) > self.max_connections:
             self._make_room()
+
+    def _uncount(self) -> None:
+        if self._address is not None:
+            self.per_client[self._address] -= 1
+            if not self.per_client[self._address]:
+                del self.per_client[self._address]
+            self._address = None
+
+    def connection_lost(self, exc) -> None:
+        self._uncount()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event) -> None:
+        self._uncount()  # the websocket protocol takes the connection over (and its connection_lost)
+        super().handle_websocket_upgrade(event)
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -117,9 +143,12 @@ class JsonErrorProtocol(H11Protocol):
         idle = [c for c in self.connections if isinstance(c, JsonErrorProtocol) and c is not self and c._idle()
                 and not c.transport.is_closing()]
         if idle:
-            min(idle, key=lambda c: c._last_active).transport.close()
+            min(idle, key=lambda c: c._last_active).transport.abort()  # its descriptor goes now, unflushed
             return
-        body = json.dumps({"detail": "the server has too many open connections; retry in a second"}).encode()
+        self._refuse_connection("the server has too many open connections; retry in a second")
+
+    def _refuse_connection(self, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
         self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
                              b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
                              + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -186,12 +215,16 @@ def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
     settings."""
     return type("JsonErrorProtocol", (JsonErrorProtocol,), {
         "bad_requests": BadRequestLog(settings.bad_request_log_s), "max_connections": connection_limit(settings),
+        "max_connections_per_client": settings.max_connections_per_client, "per_client": Counter(),
         "header_timeout_s": settings.header_timeout_s})
 
 
 def uvicorn_options(settings: Settings) -> dict:
     """uvicorn.Config options that the settings decide (the tests' server uses them too)."""
+    # A listen backlog of at most the connection limit: asyncio accepts up to a backlog's worth of connections
+    # before any of them is seen, so descriptors stay under twice the limit (at most the descriptor limit).
     return {"http": json_error_protocol(settings), "h11_max_incomplete_event_size": settings.max_header_kb * 1024,
+            "backlog": max(16, min(2048, connection_limit(settings))),
             "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_timeout_s,
             "timeout_graceful_shutdown": CLOSE_S}
 

@@ -121,7 +121,7 @@ def test_clips_of_absurd_sizes_are_refused_or_decoded_within_the_budget(tmp_path
 def budget_settings(tmp_path_factory):
     return Settings(_env_file=None, token="s3cret", max_upload_mb=4.0, sync_upload_mb=2.0, clip_workers=1,
                     max_queued_clips=1, max_background_clips_per_client=1, max_uploads_in_progress=2,
-                    upload_min_bytes_per_s=4000, upload_rate_window_s=1.0, clip_jobs_kept=2, max_connections=16,
+                    upload_min_bytes_per_s=4000, upload_rate_window_s=1.0, clip_jobs_kept=2, max_connections=16, max_connections_per_client=6,
                     header_timeout_s=1.0, spool_dir=tmp_path_factory.mktemp("spool"), **LIMITS)
 
 
@@ -236,26 +236,33 @@ def test_uploads_at_once_are_bounded_and_slow_or_silent_bodies_are_cut_with_thei
     assert 'emotion_uploads_total{outcome="too_slow"} 2.0' in metrics
 
 
-def test_connections_are_bounded_and_health_still_answers(server, budget_settings):
+def test_connections_are_bounded_in_all_and_per_address_and_health_still_answers(server, budget_settings):
     base, _ = server
     host, port = base.removeprefix("http://").split(":")
-    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(40)]
-    started = time.monotonic()
-    assert httpx.get(base + "/healthz", headers=AUTH, timeout=5).status_code == 200
-    assert time.monotonic() - started < 1.0
+
+    def connect(address: str) -> socket.socket:
+        return socket.create_connection((host, int(port)), timeout=5, source_address=(address, 0))
 
     def still_open(sock) -> bool:
+        """Neither closed by the server nor answered (a refusal is a 503 and a close)."""
         sock.setblocking(False)
         try:
-            return sock.recv(1) != b""
+            sock.recv(100, socket.MSG_PEEK)  # an answer, or the end of the stream, is there
+            return False
         except BlockingIOError:
             return True
         except OSError:
             return False
 
-    wait_for(lambda: sum(still_open(s) for s in idle) <= budget_settings.max_connections, timeout=5)
-    wait_for(lambda: not any(still_open(s) for s in idle), timeout=budget_settings.header_timeout_s + 5)
-    for sock in idle:
+    one_host = [connect("127.0.0.2") for _ in range(20)]  # max_connections_per_client = 6
+    wait_for(lambda: sum(map(still_open, one_host)) == 6, timeout=5)
+    refused = [s for s in one_host if not still_open(s)]
+    assert all(s.recv(100, socket.MSG_PEEK).startswith(b"HTTP/1.1 503") for s in refused)
+    many_hosts = [connect(f"127.0.1.{i + 1}") for i in range(40)]
+    assert httpx.get(base + "/healthz", headers=AUTH, timeout=5).status_code == 200
+    wait_for(lambda: sum(map(still_open, one_host + many_hosts)) <= budget_settings.max_connections, timeout=5)
+    wait_for(lambda: not any(map(still_open, one_host + many_hosts)), timeout=budget_settings.header_timeout_s + 5)
+    for sock in one_host + many_hosts:
         sock.close()
 
 
