@@ -25,11 +25,15 @@ the connections within CLOSE_S and the lifespan clears the upload spool. A secon
 
 from __future__ import annotations
 
+import array
+import fcntl
+import itertools
 import json
 import logging
 import math
 import resource
 import signal
+import termios
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -99,16 +103,18 @@ class JsonErrorProtocol(H11Protocol):
     max_connections_per_client: int | None = None
     header_timeout_s: float | None = None
     per_client: Counter[str] | None = None  # open connections by client address (each server's class has its own)
+    by_activity: OrderedDict | None = None  # open connections, least recently active first (likewise)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.logger = _WithoutInvalidRequestWarning(self.logger, {})
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
-        self._last_active = time.monotonic()
         self._address: str | None = None  # counted in per_client while set
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        if self.by_activity is not None:
+            self.by_activity[self] = None
         if self.per_client is not None:
             self._address = self.client[0] if self.client else "unknown"
             self.per_client[self._address] += 1
@@ -121,6 +127,8 @@ class JsonErrorProtocol(H11Protocol):
             self._make_room()
 
     def _uncount(self) -> None:
+        if self.by_activity is not None:
+            self.by_activity.pop(self, None)
         if self._address is not None:
             self.per_client[self._address] -= 1
             if not self.per_client[self._address]:
@@ -136,15 +144,29 @@ class JsonErrorProtocol(H11Protocol):
         super().handle_websocket_upgrade(event)
 
     def _idle(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
+        """No request in progress, and nothing sent that the server has not read yet (a request that has arrived
+        but waits for the event loop, e.g. a health check during a flood, is not idle)."""
+        if not (self.cycle is None or self.cycle.response_complete) or self.transport.is_closing():
+            return False
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        unread = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, unread)
+        except OSError:
+            return True
+        return unread[0] == 0
 
     def _make_room(self) -> None:
         """Over max_connections: close the connection idle longest, or refuse this one if none is idle."""
-        idle = [c for c in self.connections if isinstance(c, JsonErrorProtocol) and c is not self and c._idle()
-                and not c.transport.is_closing()]
-        if idle:
-            min(idle, key=lambda c: c._last_active).transport.abort()  # its descriptor goes now, unflushed
-            return
+        # The first few in activity order: those in the middle of a request (at most max_uploads_in_progress
+        # uploads, and short requests) are passed over; looking no further keeps a flood's cost per connection flat.
+        for candidate in itertools.islice(self.by_activity or (), 64):
+            if candidate is not self and candidate._idle():
+                candidate.transport.abort()  # its descriptor goes now, unflushed
+                self.by_activity.pop(candidate, None)
+                return
         self._refuse_connection("the server has too many open connections; retry in a second")
 
     def _refuse_connection(self, detail: str) -> None:
@@ -159,7 +181,8 @@ class JsonErrorProtocol(H11Protocol):
             self.transport.close()
 
     def on_response_complete(self) -> None:
-        self._last_active = time.monotonic()
+        if self.by_activity is not None and self in self.by_activity:
+            self.by_activity.move_to_end(self)
         super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -216,6 +239,7 @@ def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
     return type("JsonErrorProtocol", (JsonErrorProtocol,), {
         "bad_requests": BadRequestLog(settings.bad_request_log_s), "max_connections": connection_limit(settings),
         "max_connections_per_client": settings.max_connections_per_client, "per_client": Counter(),
+        "by_activity": OrderedDict(),
         "header_timeout_s": settings.header_timeout_s})
 
 
