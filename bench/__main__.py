@@ -1,4 +1,5 @@
 """`python -m bench [pipeline] [faces] [detectors] [phantoms] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
+`python -m bench faults [--groups inputs live lifecycle budgets]`: the reliability suite (bench/faults.py), only when named.
 `python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named.
 `python -m bench gpu --simulate [--tiny] [--out FILE]`: the GPU training path on simulated CUDA (bench/gpu_simulate.py);
 with `--compare GPU_JSON`, its estimates (--out, default today's) beside a GPU run's measured peaks."""
@@ -14,9 +15,15 @@ from pathlib import Path
 SUITES = ("pipeline", "faces", "detectors", "phantoms", "regions", "models", "cheaper", "responsiveness", "live_cpu",
           "fleet")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
+FAULTS = "faults"  # not in the default run either: `python -m bench faults [--groups ...]` (bench/faults.py)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [FAULTS]:  # the reliability suite has its own options (bench/faults.py)
+        from bench import faults
+
+        return faults.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"one of {', '.join(SUITES)}; default: all")
     parser.add_argument("--methods", nargs="+", help="models, gpu: these methods only (default: all)")

@@ -2,7 +2,7 @@
 row per check with what was expected and what was seen, and a table at the end. Bounded in time: every wait has a
 deadline, a case that overruns fails its row and the suite goes on.
 
-    python -m bench.faults [--groups inputs live lifecycle] [--out bench/results/faults.json]
+    python -m bench faults [--groups inputs live lifecycle budgets] [--out bench/results/faults.json]
 
 Groups (one service process each, the lifecycle group two):
 - inputs: bad uploads (empty, text, random bytes, no field, not multipart, over the limit), a wrong token, oversized
@@ -12,7 +12,10 @@ Groups (one service process each, the lifecycle group two):
   that disappears and comes back, SIGSTOP/SIGCONT of the service, a client that never reads, a client that leaves
   and comes back (the gap its seq numbers show);
 - lifecycle: SIGKILL mid-upload then a restart (leftovers removed), a short clip beside long background jobs that
-  hold every clip worker (against its solo time), SIGTERM with a long clip in flight (bounded, 503s, spool empty).
+  hold every clip worker (against its solo time), SIGTERM with a long clip in flight (bounded, 503s, spool empty);
+- budgets: the upload budgets of issue 35 (bench/faults_budgets.py): decoding bombs, one client filling the queue
+  and DELETE, slow and idle clients by the thousand, a full disk, a job id after a restart; with the sample clip's
+  answer time beside each, memory peak, descriptors and files left.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ from pathlib import Path
 
 import httpx
 
+from bench.faults_budgets import budgets
+from bench.hostile_clips import looped_clip
 from bench.service_process import ServiceProcess, never_reading_websocket, wait_until
 
 TOKEN = "faults-s3cret"
-GROUPS = ("inputs", "live", "lifecycle")
+GROUPS = ("inputs", "live", "lifecycle", "budgets")
 WORKERS = 2  # clip workers of the lifecycle service; it gets one more long background job than that
+# The lifecycle cases send all their background jobs from one address: more than the default share of one client
+ONE_CLIENT_FILLS_THE_WORKERS = {"max_background_clips_per_client": WORKERS + 1}
 
 
 class Rows:
@@ -65,26 +72,10 @@ class Rows:
 # ---- footage and requests ---------------------------------------------------------------------------------------
 
 def long_clip(path: Path, seconds: float) -> Path:
-    """The bundled 6-s sample clip repeated (packets copied, time stamps shifted: no re-encoding) to `seconds`."""
-    import av
-
+    """The bundled 6-s sample clip repeated (no re-encoding) to `seconds`."""
     from service.config import SAMPLE_CLIP
 
-    with av.open(str(SAMPLE_CLIP)) as source, av.open(str(path), "w") as out:
-        stream_in = source.streams.video[0]
-        stream_out = out.add_stream_from_template(stream_in)
-        packets = [p for p in source.demux(stream_in) if p.dts is not None]
-        span = max(p.pts for p in packets) + packets[1].duration if len(packets) > 1 else 1
-        span = max(span, int(round(float(stream_in.duration or 0)))) or span
-        for loop in range(max(1, round(seconds / 6.0))):
-            for packet in packets:
-                packet.stream = stream_out
-                copy = av.Packet(bytes(packet))
-                copy.pts, copy.dts = packet.pts + loop * span, packet.dts + loop * span
-                copy.time_base, copy.stream = packet.time_base, stream_out
-                copy.is_keyframe = packet.is_keyframe
-                out.mux(copy)
-    return path
+    return looped_clip(SAMPLE_CLIP, path, seconds)
 
 
 def post_clip(base: str, name: str, data: bytes, headers: dict | None = None, background: bool = False,
@@ -339,7 +330,7 @@ def lifecycle(rows: Rows, work: Path, clip: Path) -> None:
 
     spool, log = work / "spool-lifecycle", work / "lifecycle.log"
     sample = SAMPLE_CLIP.read_bytes()
-    service = ServiceProcess(log, spool_dir=spool, clip_workers=WORKERS)
+    service = ServiceProcess(log, spool_dir=spool, clip_workers=WORKERS, **ONE_CLIENT_FILLS_THE_WORKERS)
     try:
         def crash():
             sock = socket.create_connection(("127.0.0.1", service.port))
@@ -356,7 +347,7 @@ def lifecycle(rows: Rows, work: Path, clip: Path) -> None:
     finally:
         service.stop()
 
-    service = ServiceProcess(log, spool_dir=spool, clip_workers=WORKERS)
+    service = ServiceProcess(log, spool_dir=spool, clip_workers=WORKERS, **ONE_CLIENT_FILLS_THE_WORKERS)
     try:
         rows.attempt("restart after the SIGKILL", "leftovers removed, logged", lambda: (
             f"log: {[l.split(': ', 1)[1] for l in service.log_text().splitlines() if 'leftover' in l][-1]}; "
@@ -385,8 +376,11 @@ def lifecycle(rows: Rows, work: Path, clip: Path) -> None:
 
         def sigterm():
             answers: dict = {}
+            # Five minutes of video: longer than shutdown_grace_s takes to analyse even on a quiet machine (the 60-s
+            # clip took 3.6 s on 2026-12-07 and finished within the grace).
+            longer = long_clip(work / "longer.mp4", 300).read_bytes()
             poster = threading.Thread(target=lambda: answers.update(long=post_clip(
-                service.base, "long.mp4", clip.read_bytes(), timeout=120)))
+                service.base, "long.mp4", longer, timeout=120)))
             poster.start()
             time.sleep(1.0)  # taken by a worker (it goes before the queued background job, or beside one)
             sent = time.monotonic()
@@ -419,7 +413,7 @@ def run(groups: list[str] | None = None) -> dict:
         for group in groups or GROUPS:
             print(f"{group}:", flush=True)
             try:
-                {"inputs": inputs, "live": live, "lifecycle": lifecycle}[group](rows, work, clip)
+                {"inputs": inputs, "live": live, "lifecycle": lifecycle, "budgets": budgets}[group](rows, work, clip)
             except Exception as exc:  # noqa: BLE001 - a service that would not start fails the group's row
                 rows.add(group, "the group runs", f"{type(exc).__name__}: {exc}"[:160], False)
     return {"rows": rows.rows, "figures": rows.figures, "passed": sum(r["ok"] for r in rows.rows),
@@ -435,7 +429,7 @@ def describe(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench faults", description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", choices=GROUPS, help="default: all")
     parser.add_argument("--out", type=Path, help="also write the result here (default bench/results/faults.json "
                         "for a full run)")

@@ -15,6 +15,7 @@ from service.detect.base import FaceDetector
 from service.emotions import EmotionStage
 from service.events import event_order
 from service.inference import Engine, FrameFeatureCache
+from service.ingest import ClipBudget
 from service.metrics import StageTimer
 from service.pipeline import ClipFaces, FacePipeline
 from service.report import ClipReport, summarise_tracks
@@ -32,7 +33,7 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     source = source or path.name
     timer = StageTimer()
     faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer),
-                      settings.sample_fps, settings.max_clip_seconds, should_stop)
+                      settings.sample_fps, settings.max_clip_seconds, should_stop, ClipBudget.of(settings))
     info = faces.info
     events, pending = [], []
     # The same stage as live, so an event's label, confidence and smoothed_probs mean the same in both.
@@ -57,8 +58,12 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     events.extend(classify(pending + result.windows))
     events.sort(key=event_order)
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
+    width, height = faces.decoder.work_size  # the size boxes are given in
+    if (width, height) != (info.width, info.height):
+        warnings.append(f"frames of {info.width}x{info.height} were analysed scaled to {width}x{height} "
+                        "(clip_work_side); boxes are in the scaled frame")
     return ClipReport(
-        source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=info.width,
-        height=info.height, source_fps=round(info.fps, 3), duration=round(faces.last_t + 1 / info.fps, 3),
+        source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=width,
+        height=height, source_fps=round(info.fps, 3), duration=round(faces.last_t + 1 / info.fps, 3),
         frames_decoded=faces.decoded, frames_sampled=faces.sampled, sample_fps=settings.sample_fps,
         tracks=summarise_tracks(events, engine.labels), events=events, stages=timer.summary(), warnings=warnings)

@@ -7,8 +7,16 @@ their decoded frames: when a request waits and every worker is busy, one of them
 thread, then resumes; and while any request's clip is being analysed, the others pause, so that clip has the CPUs
 to itself. A short clip is never stuck behind long background ones: it waits at most one frame of theirs, and takes
 about its time alone.
-A job whose uploader has gone is cancelled: taken out of the queue, or stopped between two decoded frames. The
-uploaded file (in the upload spool, service/spool.py) is deleted as soon as its analysis ends, whatever the outcome.
+A job whose uploader has gone, or that a client cancels (DELETE /v1/clips/{id}), is cancelled: taken out of the
+queue, or stopped between two decoded frames. The uploaded file (in the upload spool, service/spool.py) is deleted
+as soon as its analysis ends, whatever the outcome.
+
+Admission (`admit`, before an upload's body is read): at most `max_uploads_in_progress` uploads arrive at once
+(`max_uploads_in_progress_per_client` from one address), none while the queue is full, and one client address has at most `max_background_clips_per_client` background jobs
+queued or running; what is refused is refused with 429 before it has cost a byte of disk.
+
+Job ids carry this run's identity (a random run prefix and a keyed check), so an id this run never issued (one of
+an earlier run of the service, before a restart) is told apart from one it issued and has since forgotten.
 
 Shutdown is bounded: drain() refuses new clips, cancels the queued ones, gives running analyses a grace period and
 then stops them before their next frame.
@@ -17,15 +25,18 @@ then stops them before their next frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
+import hmac
 import itertools
 import logging
 import math
+import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +81,20 @@ class ClipJob(BaseModel):
 
 
 class QueueFull(ServiceError):
-    def __init__(self, queued: int, retry_after_s: int):
-        super().__init__(f"{queued} clips are already waiting for analysis; retry in {retry_after_s} s")
+    """Answered 429 with Retry-After: the message says which limit was met."""
+
+    def __init__(self, queued: int, retry_after_s: int, message: str | None = None):
+        super().__init__(message or f"{queued} clips are already waiting for analysis; retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+class UnknownJob(ServiceError):
+    """A job id GET or DELETE cannot answer; `evicted` says whether this run issued it (and has dropped its result)
+    or never did (an id of an earlier run, or a wrong one)."""
+
+    def __init__(self, message: str, evicted: bool):
+        super().__init__(message)
+        self.evicted = evicted
 
 
 @dataclass(order=True)
@@ -91,6 +113,8 @@ class _Running:
 
 
 SHUTTING_DOWN = "cancelled: the service is shutting down"
+CLIENT_GONE = "cancelled: the client went away"
+CANCELLED_BY_REQUEST = "cancelled by a DELETE request"
 
 
 class ClipObserver:
@@ -108,6 +132,12 @@ class ClipJobs:
         self.settings, self.engine = settings, engine
         self.spool = spool if spool is not None else UploadSpool.open(settings.spool_dir)
         self.keep = settings.clip_jobs_kept
+        self.started_at = time.time()
+        self._run_prefix = secrets.token_hex(4)  # this run's identity in its job ids
+        self._id_key = secrets.token_bytes(16)
+        self._client: dict[str, str] = {}  # queued and running background jobs -> client address
+        self._cancel_reason: dict[str, str] = {}
+        self._arriving: Counter[str] = Counter()  # uploads whose body is being received, by client address
         self.observer = observer or ClipObserver()
         self._jobs: OrderedDict[str, ClipJob] = OrderedDict()
         self._futures: dict[str, Future] = {}
@@ -129,19 +159,77 @@ class ClipJobs:
 
     # ---- submitting -----------------------------------------------------------------------------------------
 
-    def submit(self, upload: ReceivedUpload, interactive: bool = False) -> tuple[ClipJob, Future]:
-        """Queue an upload (QueueFull when max_queued_clips are already waiting and no worker is idle). An
-        interactive job (its request waits for the answer) goes before background ones."""
-        job = ClipJob(id=uuid.uuid4().hex, status="queued", filename=upload.filename, size_bytes=upload.size,
+    @contextlib.contextmanager
+    def admit(self, client: str, background: bool) -> Iterator[None]:
+        """Hold one of the max_uploads_in_progress places while an upload's body is received. Refused at once
+        (QueueFull, before the body is read) when every place is taken or the client holds its share of them, when
+        the queue is full, or when a background upload's client already has max_background_clips_per_client jobs."""
+        with self._cond:
+            if self._closed:
+                raise ServiceError("the service is shutting down; retry after it has restarted")
+            arriving = sum(self._arriving.values())
+            if arriving >= self.settings.max_uploads_in_progress:
+                self.observer.refused("busy")
+                raise QueueFull(len(self._queue), 1, f"{arriving} uploads are already arriving "
+                                "(max_uploads_in_progress); retry in 1 s")
+            if self._arriving[client] >= self.settings.max_uploads_in_progress_per_client:
+                self.observer.refused("busy")
+                raise QueueFull(len(self._queue), 1, f"this client is already sending {self._arriving[client]} "
+                                "uploads (max_uploads_in_progress_per_client); retry in 1 s")
+            self._check_room(client, background)
+            self._arriving[client] += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving[client] -= 1
+                if not self._arriving[client]:
+                    del self._arriving[client]
+
+    def _check_room(self, client: str | None, background: bool) -> None:
+        """QueueFull when the queue, or this client's share of background jobs, is full. Called with the lock."""
+        waiting = len(self._queue)
+        if waiting - self._idle >= self.settings.max_queued_clips:
+            self.observer.refused("queue_full")
+            raise QueueFull(waiting, self._retry_after())
+        limit = self.settings.max_background_clips_per_client
+        if background and client is not None and sum(c == client for c in self._client.values()) >= limit:
+            self.observer.refused("client_limit")
+            retry = self._retry_after()
+            raise QueueFull(waiting, retry, f"this client already has {limit} clips in the background "
+                            f"(max_background_clips_per_client); retry in {retry} s")
+
+    @property
+    def arriving(self) -> int:
+        with self._cond:
+            return sum(self._arriving.values())
+
+    def _new_id(self) -> str:
+        body = f"{self._run_prefix}-{uuid.uuid4().hex[:16]}"
+        return f"{body}-{self._id_mac(body)}"
+
+    def _id_mac(self, body: str) -> str:
+        return hmac.new(self._id_key, body.encode(), "sha256").hexdigest()[:8]
+
+    def _issued_here(self, job_id: str) -> bool:
+        body, _, mac = job_id.rpartition("-")
+        return body.startswith(f"{self._run_prefix}-") and hmac.compare_digest(mac.encode(),
+                                                                              self._id_mac(body).encode())
+
+    def submit(self, upload: ReceivedUpload, interactive: bool = False,
+               client: str | None = None) -> tuple[ClipJob, Future]:
+        """Queue an upload (QueueFull when max_queued_clips are already waiting and no worker is idle, or when a
+        background upload's `client` has its share of jobs). An interactive job (its request waits for the answer)
+        goes before background ones."""
+        job = ClipJob(id=self._new_id(), status="queued", filename=upload.filename, size_bytes=upload.size,
                       submitted_at=time.time())
         future: Future = Future()
         with self._cond:
             if self._closed:
                 raise ServiceError("the service is shutting down; retry after it has restarted")
-            waiting = len(self._queue)
-            if waiting - self._idle >= self.settings.max_queued_clips:
-                self.observer.refused("queue_full")
-                raise QueueFull(waiting, self._retry_after())
+            self._check_room(client, not interactive)
+            if not interactive and client is not None:
+                self._client[job.id] = client
             self._jobs[job.id] = job
             self._futures[job.id] = future
             self._cancel[job.id] = threading.Event()
@@ -164,26 +252,53 @@ class ClipJobs:
                 break
         return await waiting
 
-    def cancel(self, job_id: str) -> None:
-        """A queued job leaves the queue at once; a running one stops before its next decoded frame."""
+    def cancel(self, job_id: str, reason: str = CLIENT_GONE) -> Future | None:
+        """A queued job leaves the queue at once (its upload deleted); a running one stops before its next decoded
+        frame. Returns the future its end is told to, or None when the job is not queued or running."""
         with self._cond:
             event = self._cancel.get(job_id)
             if event is None:
-                return
+                return None
+            self._cancel_reason.setdefault(job_id, reason)
             event.set()
+            future = self._futures.get(job_id)
             queued = next((q for q in self._queue if q.job_id == job_id), None)
             if queued is not None:
                 self._queue.remove(queued)
                 heapq.heapify(self._queue)
         if queued is not None:
             queued.upload.delete()
-            self._finish(job_id, "cancelled", 0.0, error="cancelled: the client went away")
+            self._finish(job_id, "cancelled", 0.0, error=reason)
+        return future
+
+    async def cancel_and_wait(self, job_id: str, wait_s: float = 2.0) -> ClipJob:
+        """DELETE /v1/clips/{id}: cancel a queued or running job and wait up to wait_s for it to stop; forget a
+        finished one. Returns the job as it is then; UnknownJob when there is none."""
+        job = self.get(job_id)
+        future = self.cancel(job_id, CANCELLED_BY_REQUEST)
+        if future is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait_s)
+            return self.get(job_id)
+        with self._cond:
+            self._jobs.pop(job_id, None)
+        return job
 
     # ---- reading --------------------------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> ClipJob | None:
+    def get(self, job_id: str) -> ClipJob:
+        """The job; UnknownJob saying why there is none: this run never issued the id (the service has restarted
+        since, or it is wrong), or its result was dropped to keep only the last clip_jobs_kept."""
         with self._cond:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        if self._issued_here(job_id):
+            raise UnknownJob(f"clip job {job_id!r} has finished and its result was dropped: results are kept for "
+                             f"the last {self.keep} jobs", evicted=True)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started_at))
+        raise UnknownJob(f"clip job {job_id!r} is unknown to this run of the service (started {started}): results "
+                         "do not outlive a restart", evicted=False)
 
     @property
     def queued(self) -> int:
@@ -265,7 +380,8 @@ class ClipJobs:
             report.warnings = [w.replace(str(upload.path), upload.filename) for w in report.warnings]
             outcome = {"status": "done", "report": report}
         except ClipCancelled:
-            reason = SHUTTING_DOWN if self._closed else "cancelled: the client went away"
+            with self._cond:
+                reason = SHUTTING_DOWN if self._closed else self._cancel_reason.get(item.job_id, CLIENT_GONE)
             outcome = {"status": "cancelled", "error": reason}
         except ServiceError as exc:
             outcome = {"status": "failed", "error": str(exc).replace(str(upload.path), upload.filename)}
@@ -294,6 +410,8 @@ class ClipJobs:
         self._update(job_id, status=status, finished_at=time.time(), **changes)
         with self._cond:
             self._cancel.pop(job_id, None)
+            self._cancel_reason.pop(job_id, None)
+            self._client.pop(job_id, None)
             self._running.pop(job_id, None)
             future = self._futures.pop(job_id, None)
             if status == "done" and duration:

@@ -330,6 +330,33 @@ class Settings(BaseSettings):
                                "(16 KiB: h11's default, above nginx's 8 KiB header buffers)")
     bad_request_log_s: float = Field(60.0, gt=0, description="at most one warning per client address this often "
                                      "about malformed requests (the others are counted in it)")
+    # Upload budgets (issue 35; docs/API.md "Budgets"): what one clip, one client and one slow connection may take.
+    # 40 gigapixels: ten minutes of 1080p at 30 fps (37 Gpx), or two and a half minutes of 4K at 30 fps; a 590-s 4K
+    # clip at 60 fps (a 2.6 MB H.264 file of black frames) would be 293.
+    max_clip_pixels: float = Field(40e9, gt=0, description="decoding budget of one clip: frames x width x height "
+                                   "(every frame is decoded); clips whose header is over it get 413, a clip that "
+                                   "decodes past it (its header lied) fails")
+    clip_work_side: int = Field(1920, ge=64, description="decoded clip frames with a longer side are scaled down to "
+                                "it at once (boxes in the report are in the scaled frame)")
+    max_background_clips_per_client: int = Field(2, ge=1, description="background clip jobs (queued or running) "
+                                                 "one client address may have; more are answered 429")
+    max_uploads_in_progress: int = Field(16, ge=1, description="uploads being received at once; more are "
+                                         "answered 429 before their body is read")
+    max_uploads_in_progress_per_client: int = Field(4, ge=1, description="uploads one client address may be "
+                                                    "sending at once; more are answered 429 before their body is "
+                                                    "read (slow clients from one address leave room for others)")
+    upload_min_bytes_per_s: int = Field(16 * 1024, ge=0, description="an upload's body must arrive at least this "
+                                        "fast, over each upload_rate_window_s, or it is dropped (408) with its "
+                                        "spool file; 0: no floor")
+    upload_rate_window_s: float = Field(10.0, gt=0, description="the window the upload rate floor is measured "
+                                        "over (also the longest an upload may send nothing)")
+    max_connections: int = Field(1000, ge=8, description="open HTTP connections; at the limit the oldest idle "
+                                 "one is closed for a newcomer (capped at half the process's descriptor limit)")
+    max_connections_per_client: int = Field(128, ge=1, description="open HTTP connections from one client "
+                                            "address; more are answered 503 at once (behind a reverse proxy every "
+                                            "client has its address: raise it there)")
+    header_timeout_s: float = Field(10.0, gt=0, description="a new connection that has not sent a whole request "
+                                    "line and headers this long is closed")
     event_log: Path | None = Field(None, description="append every event to this JSONL file")
     # 100 MB holds about 100,000 events (~1 kB each): a day of one person in view at one event a second.
     event_log_max_mb: float = Field(100.0, gt=0, description="the event log is rotated (PATH.1, PATH.2, ...) past this")

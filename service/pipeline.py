@@ -21,7 +21,7 @@ from service.detect.base import FaceDetector, as_bgr
 from service.detect.regions import RegionSearch, SearchCounts
 from service.errors import ClipCancelled, ClipError
 from service.events import TrackEvent
-from service.ingest import ClipDecoder, Frame, FrameSampler
+from service.ingest import ClipBudget, ClipDecoder, Frame, FrameSampler
 from service.metrics import StageTimer
 from service.track.base import FaceTracker
 from service.windows import Window, WindowBuffers
@@ -158,8 +158,9 @@ class ClipFaces:
     `finish()` ends the tracks. Counts what it did (decoded, sampled, last_t) for the report."""
 
     def __init__(self, path: str | Path, pipeline: FacePipeline, sample_fps: float | None,
-                 max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None):
-        self.decoder = ClipDecoder(path)
+                 max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None,
+                 budget: ClipBudget | None = None):
+        self.decoder = ClipDecoder(path, budget)  # a budget refuses and scales frames (service/ingest/clip.py)
         self.info = self.decoder.info
         if max_seconds is not None and self.info.duration is not None and self.info.duration > max_seconds:
             raise ClipError(f"clip is {self.info.duration:.0f} s long; the limit is {max_seconds:.0f} s "

@@ -1,5 +1,8 @@
 """What route handlers need, as typed dependencies (`SettingsDep`, `EngineDep`, `ClipJobsDep`, `MetricsDep`, `BusDep`,
-`LiveDep`), and the bearer-token check. Only this module knows where the app keeps them (app.state.services)."""
+`LiveDep`), and the bearer-token check. Only this module knows where the app keeps them (app.state.services).
+
+They are `async def` because they only look things up: FastAPI runs a plain `def` dependency in its thread pool,
+one hop per dependency and request, and under a flood of requests that pool's queue delayed even /healthz."""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ class Services:
     forwarder: LLMForwarder | None = None
 
 
-def get_services(connection: HTTPConnection) -> Services:
+async def get_services(connection: HTTPConnection) -> Services:
     """The app's services, for an HTTP request or a websocket alike."""
     return connection.app.state.services
 
@@ -41,27 +44,27 @@ def get_services(connection: HTTPConnection) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_engine(services: ServicesDep) -> Engine:
+async def get_engine(services: ServicesDep) -> Engine:
     return services.engine
 
 
-def get_clip_jobs(services: ServicesDep) -> ClipJobs:
+async def get_clip_jobs(services: ServicesDep) -> ClipJobs:
     return services.clips
 
 
-def get_metrics(services: ServicesDep) -> ServiceMetrics:
+async def get_metrics(services: ServicesDep) -> ServiceMetrics:
     return services.metrics
 
 
-def get_bus(services: ServicesDep) -> EventBus:
+async def get_bus(services: ServicesDep) -> EventBus:
     return services.bus
 
 
-def get_live(services: ServicesDep) -> LiveRuntime | None:
+async def get_live(services: ServicesDep) -> LiveRuntime | None:
     return services.runtime
 
 
@@ -104,7 +107,7 @@ def _refuse() -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(settings: SettingsDep,
+async def require_token(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None) -> None:
     if not token_matches(settings, header_bytes(credentials.credentials) if credentials else None):
         raise _refuse()
@@ -117,7 +120,7 @@ def _header_or_query_token_ok(connection: HTTPConnection, settings: Settings) ->
     return token_matches(settings, presented)
 
 
-def require_token_header_or_query(connection: HTTPConnection, settings: SettingsDep) -> None:
+async def require_token_header_or_query(connection: HTTPConnection, settings: SettingsDep) -> None:
     """For pages a browser navigates to (/, /docs, /redoc) and what they load by URL (/openapi.json): a link cannot
     carry a header, so `?token=` is accepted as well."""
     if not _header_or_query_token_ok(connection, settings):

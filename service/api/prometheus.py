@@ -173,9 +173,10 @@ class UploadMetrics(ClipObserver):
 
     def __init__(self, registry: CollectorRegistry):
         self.uploads = Counter("emotion_uploads", "clip uploads by outcome: done, failed (not a video, corrupt, too "
-                               "long), cancelled (the client went away while it waited), queue_full (429), refused "
-                               "(400/413 before analysis), abandoned (the client left during the upload), shutting_down "
-                               "(503 during a shutdown)", ["outcome"],
+                               "long, decoded past its budget), cancelled (the client went away while it waited, or "
+                               "DELETE), queue_full, client_limit, busy (429), refused (400/413 before analysis), "
+                               "over_budget (413 from the header), too_slow (408), disk_full (507), abandoned (the "
+                               "client left during the upload), shutting_down (503 during a shutdown)", ["outcome"],
                                registry=registry)
         self.size = Histogram("emotion_upload_bytes", "size of each accepted upload (its clip part)",
                               buckets=SIZE_BUCKETS, registry=registry)

@@ -9,7 +9,14 @@ it logs one warning per such request, before any token check, so anyone could fi
   after the answer the server stops writing but keeps reading and discarding (up to LINGER_BYTES, LINGER_S) so the
   client can finish sending and read it, as nginx's lingering close does;
 - at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
-  no warning ever quotes what the client sent (its headers may carry a token).
+  no warning ever quotes what the client sent (its headers may carry a token);
+- connections are bounded below the descriptor limit (`max_connections`, at most half of RLIMIT_NOFILE), and per
+  client address (`max_connections_per_client`: one more from that address is answered 503 and closed before it is
+  read, so one host's flood leaves room for everyone else's health checks); at the limit, the connection idle longest (no request in progress: between requests, or still sending its first request
+  line and headers) is closed to make room, so a flood of idle or slow connections cannot keep /healthz out; only
+  when every connection is in the middle of a request is the newcomer answered 503 at once. A connection that has
+  not sent a whole request head within `header_timeout_s` is closed (slow bodies are cut by the upload route,
+  service/api/uploads.py).
 
 SIGTERM (or Ctrl-C): new uploads get 503 at once, queued clips are cancelled, running analyses get
 `shutdown_grace_s` to finish and are then stopped (their requests answered 503), then uvicorn's own shutdown closes
@@ -18,12 +25,18 @@ the connections within CLOSE_S and the lifespan clears the upload spool. A secon
 
 from __future__ import annotations
 
+import array
+import fcntl
+import itertools
 import json
 import logging
+import math
+import resource
 import signal
+import termios
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from types import FrameType
 
 import h11
@@ -86,11 +99,91 @@ class JsonErrorProtocol(H11Protocol):
     Use the class that json_error_protocol(settings) makes: it carries the log limiter."""
 
     bad_requests = BadRequestLog(60.0)
+    max_connections: int | None = None
+    max_connections_per_client: int | None = None
+    header_timeout_s: float | None = None
+    per_client: Counter[str] | None = None  # open connections by client address (each server's class has its own)
+    by_activity: OrderedDict | None = None  # open connections, least recently active first (likewise)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.logger = _WithoutInvalidRequestWarning(self.logger, {})
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
+        self._address: str | None = None  # counted in per_client while set
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.by_activity is not None:
+            self.by_activity[self] = None
+        if self.per_client is not None:
+            self._address = self.client[0] if self.client else "unknown"
+            self.per_client[self._address] += 1
+            if self.per_client[self._address] > (self.max_connections_per_client or math.inf):
+                self._refuse_connection("this address has too many open connections; retry in a second")
+                return
+        if self.header_timeout_s is not None:
+            self.loop.call_later(self.header_timeout_s, self._close_if_no_request_yet)
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            self._make_room()
+
+    def _uncount(self) -> None:
+        if self.by_activity is not None:
+            self.by_activity.pop(self, None)
+        if self._address is not None:
+            self.per_client[self._address] -= 1
+            if not self.per_client[self._address]:
+                del self.per_client[self._address]
+            self._address = None
+
+    def connection_lost(self, exc) -> None:
+        self._uncount()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event) -> None:
+        self._uncount()  # the websocket protocol takes the connection over (and its connection_lost)
+        super().handle_websocket_upgrade(event)
+
+    def _idle(self) -> bool:
+        """No request in progress, and nothing sent that the server has not read yet (a request that has arrived
+        but waits for the event loop, e.g. a health check during a flood, is not idle)."""
+        if not (self.cycle is None or self.cycle.response_complete) or self.transport.is_closing():
+            return False
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        unread = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, unread)
+        except OSError:
+            return True
+        return unread[0] == 0
+
+    def _make_room(self) -> None:
+        """Over max_connections: close the connection idle longest, or refuse this one if none is idle."""
+        # The first few in activity order: those in the middle of a request (at most max_uploads_in_progress
+        # uploads, and short requests) are passed over; looking no further keeps a flood's cost per connection flat.
+        for candidate in itertools.islice(self.by_activity or (), 64):
+            if candidate is not self and candidate._idle():
+                candidate.transport.abort()  # its descriptor goes now, unflushed
+                self.by_activity.pop(candidate, None)
+                return
+        self._refuse_connection("the server has too many open connections; retry in a second")
+
+    def _refuse_connection(self, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                             b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport.close()
+
+    def _close_if_no_request_yet(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        if self.by_activity is not None and self in self.by_activity:
+            self.by_activity.move_to_end(self)
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn calls this when h11 refuses the request."""
@@ -134,14 +227,28 @@ class JsonErrorProtocol(H11Protocol):
         super().data_received(data)
 
 
+def connection_limit(settings: Settings) -> int:
+    """max_connections, capped at half the process's descriptor limit (the rest: spool files, models, logs)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(settings.max_connections, soft // 2) if soft != resource.RLIM_INFINITY else settings.max_connections
+
+
 def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
-    """The protocol class for uvicorn's `http=` option, with its own warning limiter from the settings."""
-    return type("JsonErrorProtocol", (JsonErrorProtocol,), {"bad_requests": BadRequestLog(settings.bad_request_log_s)})
+    """The protocol class for uvicorn's `http=` option, with its own warning limiter and connection bounds from the
+    settings."""
+    return type("JsonErrorProtocol", (JsonErrorProtocol,), {
+        "bad_requests": BadRequestLog(settings.bad_request_log_s), "max_connections": connection_limit(settings),
+        "max_connections_per_client": settings.max_connections_per_client, "per_client": Counter(),
+        "by_activity": OrderedDict(),
+        "header_timeout_s": settings.header_timeout_s})
 
 
 def uvicorn_options(settings: Settings) -> dict:
     """uvicorn.Config options that the settings decide (the tests' server uses them too)."""
+    # A listen backlog of at most the connection limit: asyncio accepts up to a backlog's worth of connections
+    # before any of them is seen, so descriptors stay under twice the limit (at most the descriptor limit).
     return {"http": json_error_protocol(settings), "h11_max_incomplete_event_size": settings.max_header_kb * 1024,
+            "backlog": max(16, min(2048, connection_limit(settings))),
             "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_timeout_s,
             "timeout_graceful_shutdown": CLOSE_S}
 

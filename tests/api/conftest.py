@@ -21,10 +21,16 @@ def live_server(astronaut_clip, live_settings):
 
 
 @pytest.fixture(scope="module")
-def clip_server():
+def clip_spool(tmp_path_factory):
+    """The upload spool of clip_server: where its uploads are written while they arrive and are analysed."""
+    return tmp_path_factory.mktemp("clip-spool")
+
+
+@pytest.fixture(scope="module")
+def clip_server(clip_spool):
     """Uploads only, no live sources, a bearer token required."""
     from service.config import Settings
 
-    settings = Settings(_env_file=None, token="s3cret", max_upload_mb=1.0, sync_upload_mb=0.5)
+    settings = Settings(_env_file=None, token="s3cret", max_upload_mb=1.0, sync_upload_mb=0.5, spool_dir=clip_spool)
     with running_server(create_app(settings, live=False)) as base:
         yield base

@@ -185,8 +185,14 @@ def test_an_upload_cancelled_while_it_arrives_leaves_no_file(tmp_path, monkeypat
     class CancelledMidBody:
         headers = {"content-type": "multipart/form-data; boundary=xyz"}
 
-        async def stream(self):
-            yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\nsome bytes'
+        def __init__(self):
+            self.messages = [{"type": "http.request", "more_body": True,
+                              "body": b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"'
+                                      b'\r\n\r\nsome bytes'}]
+
+        async def receive(self):
+            if self.messages:
+                return self.messages.pop(0)
             raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):

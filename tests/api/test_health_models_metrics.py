@@ -9,7 +9,9 @@ def test_healthz(live_server):
 
 def test_readyz_reports_model_and_sources(live_server):
     body = wait_for(lambda: (r := httpx.get(live_server + "/readyz")).status_code == 200 and r.json())
+    spool = body.pop("spool")
     assert body == {"ready": True, "model": "fer-mini-xception", "sources": {"face": True}}
+    assert spool["ok"] and spool["free_mb"] >= spool["needed_mb"] == 1.0  # room for one max_upload_mb upload
 
 
 def test_models(live_server):
