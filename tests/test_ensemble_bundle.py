@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from export.ensemble import SERVICE_TOLERANCE, area_matrix, crop_geometry, export_ensemble, member_order
+from export.ensemble import SERVICE_TOLERANCE, area_matrix, crop_geometry, member_order
 from service.bundle import Calibration, CropSpec, ModelBundle
-from service.config import ASSETS_DIR, Settings
+from service.config import ASSETS_DIR, DEFAULT_BUNDLE, Settings
 from service.crops import crop_face, declared_crop
 from service.inference.engine import FrameFeatureCache, OnnxEngine
 from service.windows import Window
@@ -121,10 +121,24 @@ def test_probabilities_are_the_mean_of_the_members_run_by_the_service(ensemble, 
           f"probability difference {diff:.2e}; labels {[spec.labels[i] for i in got.argmax(1)]}")
     assert diff < SERVICE_TOLERANCE and np.array_equal(got.argmax(1), want.argmax(1))
     assert spec.labels[got[0].argmax()] == "happy"  # the astronaut smiles
+    assert DEFAULT_BUNDLE == ENSEMBLE  # the embedded model that reads real faces best (docs/RESEARCH.md)
     assert len(set(got.argmax(1))) >= 2  # not one label everywhere
 
 
-def test_reexport_reproduces_the_embedded_bundle(ensemble, tmp_path):
-    fresh = export_ensemble(tmp_path / "ensemble")
-    assert fresh.spec.sha256 == ensemble.spec.sha256
-    assert fresh.spec.model_dump() == ensemble.spec.model_dump()
+def test_graphs_rebuilt_from_the_members_are_the_embedded_ones(ensemble, tmp_path):
+    """What `make ensemble-bundle` writes (export_ensemble's graphs, without its slower checks), byte for byte; and
+    the embedded graphs against the members' own graphs fed the same preprocessing in NumPy."""
+    from export.ensemble import DEFAULT_MEMBERS, check_parity, load_members, reference_probabilities, write_graphs
+    from export.real_inputs import real_photo_crops
+    from service.bundle import file_sha256
+
+    members = load_members(list(DEFAULT_MEMBERS))
+    spec = ensemble.spec
+    geometry = crop_geometry([m.bundle.spec.crop for m in members])
+    assert write_graphs(members, geometry, spec.labels, spec.num_frames, spec.opset, tmp_path) == 14
+    assert file_sha256(tmp_path / "model.onnx") == spec.sha256
+    assert file_sha256(tmp_path / "frame_encoder.onnx") == spec.frame_cache.encoder_sha256
+    assert file_sha256(tmp_path / "window_head.onnx") == spec.frame_cache.head_sha256
+    crops = np.stack(real_photo_crops(geometry.size, 3, margins=(0.0,)))
+    parity = check_parity(ensemble, reference_probabilities(members, geometry, spec.labels, crops), crops)
+    assert max(parity.values()) < 1e-4
