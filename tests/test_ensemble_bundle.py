@@ -92,8 +92,8 @@ def test_bundle_names_both_members_their_licences_and_current_files(ensemble, me
 def test_probabilities_are_the_mean_of_the_members_run_by_the_service(ensemble, members, photo_faces):
     """Each face cropped once as the ensemble declares; each member's crop cut from that crop by the service's own
     crop function (its region, cv2.resize, grey); both members run by the service's engine, probabilities
-    averaged: equal to the ensemble's (at T=1 on top of the members' temperatures), on still windows and on a window of every face in turn (through the frame
-    cache: encoder once per frame, head per window)."""
+    averaged: equal to the ensemble's (at T=1 on top of the members' temperatures), on still windows and on a
+    window of every face in turn (through the frame cache: encoder once per frame, head per window)."""
     spec = ensemble.spec
     assert len(photo_faces) >= 6  # the two photographs and most demo photographs
     policy = declared_crop(spec.crop, spec.image_size, spec.channels, 0.0)
