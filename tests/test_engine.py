@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from service.bundle import ModelBundle
-from service.config import DEFAULT_BUNDLE
+from service.config import FER_BUNDLE
 from service.crops import crop_face
 from service.inference import OnnxEngine, choose_providers, normalise, softmax
 
 
 @pytest.fixture(scope="module")
 def engine():
-    return OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE))
+    return OnnxEngine(ModelBundle.load(FER_BUNDLE))
 
 
 def test_provider_preference_and_cpu_fallback():
@@ -51,7 +51,7 @@ def test_engine_refuses_a_graph_that_is_not_onnx(tmp_path):
     from service.bundle import file_sha256
     from service.errors import BundleError
 
-    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    bundle_dir = shutil.copytree(FER_BUNDLE, tmp_path / "b")
     (bundle_dir / "model.onnx").write_bytes(b"garbage")
     spec = ModelBundle.load(bundle_dir, verify_sha256=False).spec.model_copy(
         update={"sha256": file_sha256(bundle_dir / "model.onnx")})
@@ -65,7 +65,7 @@ def test_engine_refuses_split_graphs_with_the_wrong_inputs(tmp_path):
     from service.bundle import file_sha256
     from service.errors import BundleError
 
-    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    bundle_dir = shutil.copytree(FER_BUNDLE, tmp_path / "b")
     shutil.copy(bundle_dir / "frame_encoder.onnx", bundle_dir / "window_head.onnx")  # a head that wants frames
     spec = ModelBundle.load(bundle_dir, verify_sha256=False).spec
     spec = spec.model_copy(update={"frame_cache": spec.frame_cache.model_copy(
@@ -90,7 +90,7 @@ def test_tensorrt_options_and_gpu_fallback_warning():
 
 def test_asking_for_cuda_on_a_cpu_build_warns_loudly_and_runs(caplog):
     with caplog.at_level("WARNING"):
-        engine = OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE), providers=["CUDAExecutionProvider"])
+        engine = OnnxEngine(ModelBundle.load(FER_BUNDLE), providers=["CUDAExecutionProvider"])
     assert engine.providers == ["CPUExecutionProvider"]
     assert any("!!!" in r.message and "runs on CPUExecutionProvider" in r.message for r in caplog.records)
 
@@ -100,7 +100,7 @@ def test_graph_whose_shape_differs_from_bundle_json_is_refused(tmp_path):
 
     from service.errors import BundleError
 
-    bundle_dir = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    bundle_dir = shutil.copytree(FER_BUNDLE, tmp_path / "b")
     spec = ModelBundle.load(bundle_dir).spec
     wrong = spec.model_copy(update={"image_size": 48, "inputs": [spec.inputs[0].model_copy(
         update={"shape": ["batch", 16, 1, 48, 48]})]})

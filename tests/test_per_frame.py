@@ -151,8 +151,8 @@ def test_the_service_reads_the_models_valence_arousal_in_events_and_clip_reports
 
 
 def test_old_bundles_without_the_new_fields_still_load():
-    from service.config import DEFAULT_BUNDLE
+    from service.config import FER_BUNDLE
 
-    spec = ModelBundle.load(DEFAULT_BUNDLE).spec
+    spec = ModelBundle.load(FER_BUNDLE).spec
     assert spec.valence_arousal is None and spec.calibration is None and spec.temperature == 1.0
     assert spec.trained_on.licence.startswith("MIT")

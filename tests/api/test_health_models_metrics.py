@@ -10,13 +10,13 @@ def test_healthz(live_server):
 def test_readyz_reports_model_and_sources(live_server):
     body = wait_for(lambda: (r := httpx.get(live_server + "/readyz")).status_code == 200 and r.json())
     spool = body.pop("spool")
-    assert body == {"ready": True, "model": "fer-mini-xception", "sources": {"face": True}}
+    assert body == {"ready": True, "model": "expression-ensemble", "sources": {"face": True}}
     assert spool["ok"] and spool["free_mb"] >= spool["needed_mb"] == 1.0  # room for one max_upload_mb upload
 
 
 def test_models(live_server):
     body = get_json(live_server, "/v1/models")
-    assert body["active"] == "fer-mini-xception" and body["providers"][-1] == "CPUExecutionProvider"
+    assert body["active"] == "expression-ensemble" and body["providers"][-1] == "CPUExecutionProvider"
     assert body["models"][0]["labels"][3] == "happy" and body["models"][0]["method"] == "baseline"
 
 

@@ -32,7 +32,7 @@ def test_track_new_then_emotion_with_prompt(live_server):
     assert emotion["source"] == "face" and emotion["label"] == "happy" and emotion["confidence"] > 0.5
     assert "happy" in emotion["prompt"]
     assert [m["role"] for m in emotion["messages"]][:1] == ["system"] and "happy" in json.dumps(emotion["messages"])
-    assert emotion["model"] == "fer-mini-xception" and len(emotion["box"]) == 4
+    assert emotion["model"] == "expression-ensemble" and len(emotion["box"]) == 4
 
 
 def test_heartbeats_and_source_filter(live_server):

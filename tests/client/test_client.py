@@ -99,7 +99,7 @@ def test_analyze_follows_a_202_the_client_did_not_ask_for(uploads_url, astronaut
 
 def test_state_models_health_ready(client):
     assert client.health() == {"status": "ok"}
-    assert client.models()["active"] == "fer-mini-xception"
+    assert client.models()["active"] == "expression-ensemble"
     assert set(client.ready()) >= {"ready", "model", "sources"}
     assert list(client.state(source="face")["sources"]) == ["face"]
     with pytest.raises(ClientError) as refused:
@@ -202,7 +202,7 @@ def test_cli_takes_url_and_token_from_the_environment(service_url):
     env = cli_env() | {"EMOTION_URL": service_url, "EMOTION_TOKEN": TOKEN}
     result = run_cli("state", "--source", "face", env=env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("model fer-mini-xception") and "face (file " in result.stdout
+    assert result.stdout.startswith("model expression-ensemble") and "face (file " in result.stdout
 
 
 def test_cli_stream_prints_the_first_emotion_events(service_url):

@@ -12,7 +12,7 @@ import pytest
 from bench.triton_server import TritonServer, missing_reason
 from export.triton import write_triton_repository
 from service.bundle import BUNDLE_JSON, ModelBundle
-from service.config import ASSETS_DIR, DEFAULT_BUNDLE
+from service.config import ASSETS_DIR, FER_BUNDLE
 
 FACEAPI_BUNDLE = ASSETS_DIR / "bundles" / "faceapi-expression"
 
@@ -26,7 +26,7 @@ def needs_tritonserver():
 def relabelled_bundle(directory):
     """The embedded bundle under another name with its labels in reverse order (a model of the same emotions), the
     whole graph only (no frame encoder and window head)."""
-    shutil.copytree(DEFAULT_BUNDLE, directory)
+    shutil.copytree(FER_BUNDLE, directory)
     spec = json.loads((directory / BUNDLE_JSON).read_text())
     spec["name"], spec["labels"] = "fer-relabelled", spec["labels"][::-1]
     del spec["frame_cache"]
@@ -48,7 +48,7 @@ def triton_repository(tmp_path_factory):
     ones: a contract that says float32 pixels where the graph takes uint8, and no contract at all. One ONNX
     Runtime thread each (the test machine has two cores)."""
     repo = tmp_path_factory.mktemp("triton") / "models"
-    write_triton_repository(ModelBundle.load(DEFAULT_BUNDLE), repo, backend="python", threads=1)
+    write_triton_repository(ModelBundle.load(FER_BUNDLE), repo, backend="python", threads=1)
     write_triton_repository(relabelled_bundle(tmp_path_factory.mktemp("relabelled") / "fer-relabelled"), repo,
                             backend="python", threads=1, pixels="float32")
     write_triton_repository(ModelBundle.load(FACEAPI_BUNDLE), repo, backend="python", threads=1)
@@ -75,3 +75,10 @@ def own_triton_server(triton_repository, tmp_path):
     server = TritonServer(triton_repository, tmp_path / "tritonserver.log")
     with server:
         yield server
+
+
+@pytest.fixture
+def settings(settings):
+    """The Triton tests serve fer's mini-Xception (the smallest embedded bundle) on both sides: the robot's local
+    model is the one in the repository, not the service's default."""
+    return settings.model_copy(update={"model": FER_BUNDLE})

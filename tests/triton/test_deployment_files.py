@@ -36,7 +36,7 @@ def test_the_fleet_compose_file():
     environment = robot_environment()
     unknown = [n for n in environment if n.removeprefix("EMOTION_").lower() not in Settings.model_fields]
     assert unknown == []
-    assert parse_engine_url(environment["EMOTION_ENGINE"]).url == "triton://triton:8001/fer-mini-xception"
+    assert parse_engine_url(environment["EMOTION_ENGINE"]).url == "triton://triton:8001/expression-ensemble"
 
 
 def test_the_kserve_example_is_marked_not_run():

@@ -13,11 +13,11 @@ from tritonclient.grpc import model_config_pb2
 
 from export.triton import triton_config, triton_model_name, with_uint8_pixels, write_triton_repository
 from service.bundle import ModelBundle
-from service.config import DEFAULT_BUNDLE
+from service.config import FER_BUNDLE
 from service.inference.engine import normalise
 from service.inference.remote_contract import CONTRACT_PARAMETER, differences, read_contract, served_tensors
 
-BUNDLE = ModelBundle.load(DEFAULT_BUNDLE)
+BUNDLE = ModelBundle.load(FER_BUNDLE)
 
 
 def parsed(text: str) -> model_config_pb2.ModelConfig:
@@ -111,8 +111,8 @@ def test_repository_layout(tmp_path):
     whole, encoder, head = write_triton_repository(BUNDLE, tmp_path / "repo", backend="python")
     assert [d.name for d in (whole, encoder, head)] == ["fer-mini-xception", "fer-mini-xception-frame-encoder",
                                                         "fer-mini-xception-window-head"]
-    assert (head / "1" / "model.onnx").read_bytes() == (DEFAULT_BUNDLE / "window_head.onnx").read_bytes()
-    assert (whole / "1" / "model.onnx").read_bytes() != (DEFAULT_BUNDLE / "model.onnx").read_bytes()  # uint8 in
+    assert (head / "1" / "model.onnx").read_bytes() == (FER_BUNDLE / "window_head.onnx").read_bytes()
+    assert (whole / "1" / "model.onnx").read_bytes() != (FER_BUNDLE / "model.onnx").read_bytes()  # uint8 in
     for model_dir in (whole, encoder, head):
         assert (model_dir / "1" / "model.py").exists() and (model_dir / "bundle.json").exists()
         assert parsed((model_dir / "config.pbtxt").read_text()).name == model_dir.name
@@ -121,7 +121,7 @@ def test_repository_layout(tmp_path):
 
 
 def test_cli(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "export", "triton", str(DEFAULT_BUNDLE), "--repo",
+    result = subprocess.run([sys.executable, "-m", "export", "triton", str(FER_BUNDLE), "--repo",
                              str(tmp_path / "repo"), "--max-batch", "32", "--float-pixels"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -102,9 +102,9 @@ def test_windows_adapted_for_a_fallback_with_other_crops():
     rgb = rng.integers(0, 256, (16, 128, 128, 3), np.uint8)
     window = Window(4, rgb, None, 1.0, 3.0, (1.0, 2.0, 3.0, 4.0), tuple(range(100, 116)))
     from service.bundle import ModelBundle
-    from service.config import DEFAULT_BUNDLE
+    from service.config import FER_BUNDLE
 
-    fer = ModelBundle.load(DEFAULT_BUNDLE).spec
+    fer = ModelBundle.load(FER_BUNDLE).spec
     small = fer.model_copy(update={"num_frames": 8})
     adapted = adapt_window(window, small)
     assert adapted.faces.shape == (8, 64, 64, 1) and adapted.faces.dtype == np.uint8

@@ -11,7 +11,7 @@ import pytest
 from bench.service_process import ROOT, free_port
 from bench.triton_server import TritonServer
 from service.analyze import analyze_clip
-from service.config import SAMPLE_CLIP
+from service.config import FER_BUNDLE, SAMPLE_CLIP
 from service.detect import create_detector
 from service.inference import LOCAL, create_engine, engine_status
 from service.inference.base import close_engine
@@ -29,7 +29,7 @@ def remote_settings(settings, url: str, **more):
 def local_report(triton_repository):
     from service.config import Settings
 
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, model=FER_BUNDLE)
     return analyze_clip(SAMPLE_CLIP, settings, create_engine(settings), create_detector(settings))
 
 
