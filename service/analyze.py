@@ -16,8 +16,9 @@ from service.emotions import EmotionStage
 from service.events import event_order
 from service.inference import Engine, FrameFeatureCache
 from service.metrics import StageTimer
+from service.people.wiring import create_face_reader, create_registry
 from service.pipeline import ClipFaces, FacePipeline
-from service.report import ClipReport, summarise_tracks
+from service.report import ClipReport, summarise_tracks, uncertain_spans
 from service.track import create_tracker
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     path = Path(path)
     source = source or path.name
     timer = StageTimer()
-    faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer),
-                      settings.sample_fps, settings.max_clip_seconds, should_stop)
+    # People are told apart within the clip (a registry of its own, gone with it).
+    reader = create_face_reader(settings, create_registry(settings))
+    faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer,
+                                         reader=reader), settings.sample_fps, settings.max_clip_seconds, should_stop)
     info = faces.info
     events, pending = [], []
     # The same stage as live, so an event's label, confidence and smoothed_probs mean the same in both.
@@ -56,9 +59,12 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     events.extend(result.lifecycle)
     events.extend(classify(pending + result.windows))
     events.sort(key=event_order)
+    if reader.registry is not None:
+        reader.registry.forget_all()  # the clip's people are not kept past its report
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(
         source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=info.width,
         height=info.height, source_fps=round(info.fps, 3), duration=round(faces.last_t + 1 / info.fps, 3),
         frames_decoded=faces.decoded, frames_sampled=faces.sampled, sample_fps=settings.sample_fps,
-        tracks=summarise_tracks(events, engine.labels), events=events, stages=timer.summary(), warnings=warnings)
+        tracks=summarise_tracks(events, engine.labels), events=events, uncertain_spans=uncertain_spans(events),
+        stages=timer.summary(), warnings=warnings)
