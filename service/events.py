@@ -62,6 +62,10 @@ class FaceReading(BaseModel):
     head_pose: HeadPose | None = None
     looking: bool | None = None
     uncertain_reason: UncertainReason | None = None  # of the face alone (low_confidence comes with the label)
+    # Where the face is, for ROS's TF frame face_<id> (not in events): metres in the camera's optical frame, and the
+    # face frame's orientation there (x out of the face, y to the person's left, z up), a quaternion x, y, z, w.
+    position_m: tuple[float, float, float] | None = None
+    orientation_xyzw: tuple[float, float, float, float] | None = None
 
 
 class EmotionEvent(_Event):

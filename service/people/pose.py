@@ -116,6 +116,22 @@ def project(rotation: np.ndarray, translation: np.ndarray, width: int, height: i
     return landmarks
 
 
+# The face frame of ROS4HRI (REP-155 `face_<id>`: x out of the face, y to the person's left, z up) in model axes.
+_FACE_FRAME_AXES = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+
+
+def face_frame_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """The face frame's orientation in the camera's optical frame (x right, y down, z forward) as a unit quaternion
+    (x, y, z, w), from a head rotation (model -> camera axes)."""
+    m = rotation @ _FACE_FRAME_AXES
+    w = math.sqrt(max(0.0, 1 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
+    x = math.copysign(math.sqrt(max(0.0, 1 + m[0, 0] - m[1, 1] - m[2, 2])) / 2, m[2, 1] - m[1, 2])
+    y = math.copysign(math.sqrt(max(0.0, 1 - m[0, 0] + m[1, 1] - m[2, 2])) / 2, m[0, 2] - m[2, 0])
+    z = math.copysign(math.sqrt(max(0.0, 1 - m[0, 0] - m[1, 1] + m[2, 2])) / 2, m[1, 0] - m[0, 1])
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    return x / norm, y / norm, z / norm, w / norm
+
+
 def looking(pose: Pose | None, max_yaw: float, max_pitch: float) -> bool | None:
     """The head is turned to the camera within the limits (None: no pose)."""
     if pose is None:

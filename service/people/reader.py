@@ -20,7 +20,7 @@ import numpy as np
 
 from service.errors import ServiceError
 from service.events import Box, FaceReading, HeadPose
-from service.people.pose import head_pose, looking
+from service.people.pose import face_frame_quaternion, head_pose, looking
 from service.people.quality import QualityLimits, face_px, face_quality, outside_share, sharpness, uncertain_reason
 from service.people.registry import PersonRegistry
 
@@ -53,6 +53,8 @@ class _Track:
     absent_s: float | None = None
     frames: int = 0
     pose: HeadPose | None = None
+    position_m: tuple[float, float, float] | None = None
+    orientation_xyzw: tuple[float, float, float, float] | None = None
     pose_read: bool = False
     sharpness: float | None = None
     refreshes: int = 0
@@ -82,6 +84,8 @@ class FaceReader:
             self.landmark_runs += 1
             pose = head_pose(landmarks, width, height, self.settings.focal_px)
             state.pose = HeadPose(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll) if pose else None
+            state.position_m = tuple(round(float(v), 3) for v in pose.translation) if pose else None
+            state.orientation_xyzw = face_frame_quaternion(pose.rotation) if pose else None
             state.pose_read = True
             state.sharpness = sharpness(image, box)
         state.frames += 1
@@ -100,7 +104,8 @@ class FaceReader:
         return FaceReading(person_id=state.person_id, seen_before=state.seen_before, absent_s=state.absent_s,
                            quality=quality, head_pose=state.pose,
                            looking=looking(state.pose, self.settings.looking_max_yaw, self.settings.looking_max_pitch),
-                           uncertain_reason=reason)
+                           uncertain_reason=reason, position_m=state.position_m,
+                           orientation_xyzw=state.orientation_xyzw)
 
     def _identify(self, state: _Track, track_id: int, image: np.ndarray, landmarks: np.ndarray | None,
                   t: float) -> None:
