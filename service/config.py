@@ -271,13 +271,18 @@ class Settings(BaseSettings):
                                      "track id")
     person_memory_s: float = Field(600.0, gt=0, description="a person not seen for this long is forgotten "
                                    "(descriptors dropped); coming back later, they get a new id")
-    # bench people, "matching": face-api.js descriptors of the same and of different real people (LFW, the demo
-    # photographs, the astronaut and Grace Hopper); docs/CONFIGURATION.md gives the false matches and misses.
-    person_match_distance: float = Field(0.5, gt=0, description="a new track is a remembered person when its "
+    # face-api.js descriptors of real people (bench people, "matching"; docs/CONFIGURATION.md): different people
+    # seen within person_describe_max_angle came no nearer than 0.52, one person's other views (scaled, mirrored,
+    # tilted 15 degrees) no further than 0.33.
+    person_match_distance: float = Field(0.45, gt=0, description="a new track is a remembered person when its "
                                          "descriptor is nearer than this (Euclidean) to one of theirs")
     person_match_margin: float = Field(0.05, ge=0, description="... and the next-nearest remembered person is at "
                                        "least this much further away (else: a new person; a miss, never a false "
                                        "match)")
+    # Turned or tilted faces give descriptors that lie near other people's (face-api aligns without rotating):
+    # 0.43 between two different people with heads rolled 29-45 degrees.
+    person_describe_max_angle: float = Field(25.0, gt=0, le=90, description="descriptors are taken only of faces "
+                                             "whose yaw, pitch and roll are all within this many degrees")
     person_descriptor_refreshes: int = Field(3, ge=0, description="descriptors taken of a track after the one at "
                                              "its confirmation (only of frames whose face can be read)")
     person_descriptor_every_s: float = Field(2.0, gt=0, description="least time between two descriptors of a track")

@@ -7,7 +7,8 @@ it confirmed tracks) and `end()` when a track ends.
   A face under quality_min_face_px is not read at all (too small to trust either).
 - Descriptors (128-d) run when a track is confirmed, to find who it is, and then at most
   `person_descriptor_refreshes` times, `person_descriptor_every_s` apart, each time only on a frame whose face can be
-  read (no uncertain reason), so the registry holds good views of the person. With person_recognition off none run
+  read (no uncertain reason) and is turned and tilted by at most `person_describe_max_angle`, so the registry
+  holds good views of the person (a face seen first at a bad angle is a new person: a miss, not a false match). With person_recognition off none run
   and person_id is the track id.
 """
 
@@ -42,6 +43,7 @@ class ReaderSettings:
     descriptor_every_s: float
     looking_max_yaw: float
     looking_max_pitch: float
+    describe_max_angle: float
     limits: QualityLimits
     focal_px: float | None = None
 
@@ -91,7 +93,9 @@ class FaceReader:
         state.frames += 1
         quality = face_quality(box, state.sharpness, state.pose)
         reason = uncertain_reason(quality, outside_share(box, width, height), state.pose_read, self.settings.limits)
-        describable = landmarks is not None and reason is None and self.describer is not None
+        describable = (landmarks is not None and reason is None and self.describer is not None
+                       and state.pose is not None and max(abs(state.pose.yaw), abs(state.pose.pitch),
+                                                          abs(state.pose.roll)) <= self.settings.describe_max_angle)
         if state.person_id is None:
             self._identify(state, track_id, image, landmarks if describable else None, t)
         elif describable and self.registry is not None and state.refreshes < self.settings.descriptor_refreshes \

@@ -13,7 +13,7 @@ def reader_settings(settings: Settings) -> ReaderSettings:
     return ReaderSettings(
         landmarks_every=settings.face_landmarks_every, descriptor_refreshes=settings.person_descriptor_refreshes,
         descriptor_every_s=settings.person_descriptor_every_s, looking_max_yaw=settings.looking_max_yaw,
-        looking_max_pitch=settings.looking_max_pitch,
+        looking_max_pitch=settings.looking_max_pitch, describe_max_angle=settings.person_describe_max_angle,
         limits=QualityLimits(settings.quality_min_face_px, settings.quality_min_sharpness, settings.quality_max_yaw,
                              settings.quality_max_pitch, settings.quality_max_outside))
 
