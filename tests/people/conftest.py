@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from service.config import Settings
+from service.events import FaceQuality, FaceReading, HeadPose
 from service.footage.held_out import FACE_API_DEMO, GROUP_FACES
 from service.footage.people import real_photos
+from service.windows import Window
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +45,15 @@ def demo_faces():
 @pytest.fixture
 def people_settings():
     return Settings(_env_file=None)
+
+
+def reading(**changes) -> FaceReading:
+    """A face reading of a person looking into the camera, with `changes`."""
+    values = dict(person_id=7, quality=FaceQuality(face_px=110, sharpness=300, yaw=3, pitch=-2),
+                  head_pose=HeadPose(yaw=3, pitch=-2, roll=1), looking=True)
+    return FaceReading(**(values | changes))
+
+
+def window(face: FaceReading) -> Window:
+    """A classified window's frame (its pixels do not matter here) carrying `face`."""
+    return Window(4, np.zeros((1, 2, 2, 1), np.uint8), None, 10.0, 12.0, (100, 100, 110, 110), (), face)

@@ -13,14 +13,13 @@ from service.api import create_app
 from service.crops import CropPolicy
 from service.detect import create_detector
 from service.emotions import emotion_event
-from service.events import FaceQuality, FaceReading, HeadPose
 from service.footage.people import Person, group_frames
 from service.people.wiring import create_face_reader, create_registry
 from service.pipeline import FacePipeline
 from service.prompts import FaceState, PromptTemplates, describe_scene
 from service.report import uncertain_spans
 from service.track import create_tracker
-from service.windows import Window
+from tests.people.conftest import reading, window
 from tests.server import running_server, wait_for
 
 TOKEN = "people-token"
@@ -66,16 +65,6 @@ def test_with_recognition_off_person_id_is_the_track_id_and_no_descriptor_is_tak
     new = [e for e in events if e.type == "track_new"]
     assert [(e.track_id, e.person_id, e.seen_before) for e in new] == [(1, 1, False), (2, 2, False), (3, 3, False)]
     assert reader.describer is None and reader.descriptor_runs == 0 and reader.registry is None
-
-
-def reading(**changes) -> FaceReading:
-    values = dict(person_id=7, quality=FaceQuality(face_px=110, sharpness=300, yaw=3, pitch=-2),
-                  head_pose=HeadPose(yaw=3, pitch=-2, roll=1), looking=True)
-    return FaceReading(**(values | changes))
-
-
-def window(face: FaceReading) -> Window:
-    return Window(4, np.zeros((1, 2, 2, 1), np.uint8), None, 10.0, 12.0, (100, 100, 110, 110), (), face)
 
 
 LABELS = ["happy", "sad", "neutral"]
