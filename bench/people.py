@@ -128,7 +128,8 @@ def quality(settings: Settings) -> dict:
                               "sharp_below_threshold": sum(s < settings.quality_min_sharpness for s in sharp),
                               "blurred_at_or_above_threshold": sum(b >= settings.quality_min_sharpness
                                                                    for b in blurred),
-                              "pitch_median": round(statistics.median(pitches), 1), "no_pose": len(faces) - len(pitches)}
+                              "pitch_median": round(statistics.median(pitches), 1),
+                              "no_pose": len(faces) - len(pitches)}
     return {"faces": len(faces), "min_sharpness": settings.quality_min_sharpness, "by_face_px": by_side}
 
 
@@ -161,6 +162,8 @@ def live_cpu(settings: Settings, engine, seconds: float) -> dict:
             rows[f"{faces}, recognition off"] = measure(clip, settings.model_copy(update={"person_recognition": False}),
                                                         engine, seconds)
             rows[f"{faces}, recognition on"] = measure(clip, settings, engine, seconds)
+            for name in list(rows)[-3:]:
+                print(f"  {name}: process {rows[name]['cpu_percent_of_one_core']['process']}%", flush=True)
     return rows
 
 
@@ -215,6 +218,6 @@ def describe(result: dict) -> str:
                      f"{stages.get('read', 0):.1f})  inference {cpu.get('inference', 0):4.1f}  capture "
                      f"{cpu.get('capture', 0):4.1f} | load {row['load_average']}")
     a = result["analyze"]
-    lines.append(f"analyze {a['clip']} (best of 3): before {a['before_s']} s, recognition off {a['recognition_off_s']} s,"
-                 f" on {a['recognition_on_s']} s ({a['slowdown_on']}x)")
+    lines.append(f"analyze {a['clip']} (best of 3): before {a['before_s']} s, recognition off "
+                 f"{a['recognition_off_s']} s, on {a['recognition_on_s']} s ({a['slowdown_on']}x)")
     return "\n".join(lines)

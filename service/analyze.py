@@ -33,7 +33,8 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     source = source or path.name
     timer = StageTimer()
     # People are told apart within the clip (a registry of its own, gone with it).
-    reader = create_face_reader(settings, create_registry(settings))
+    registry = create_registry(settings)
+    reader = create_face_reader(settings, registry)
     faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer,
                                          reader=reader), settings.sample_fps, settings.max_clip_seconds, should_stop)
     info = faces.info
@@ -59,8 +60,8 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     events.extend(result.lifecycle)
     events.extend(classify(pending + result.windows))
     events.sort(key=event_order)
-    if reader.registry is not None:
-        reader.registry.forget_all()  # the clip's people are not kept past its report
+    if registry is not None:
+        registry.forget_all()  # the clip's people are not kept past its report
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     return ClipReport(
         source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=info.width,

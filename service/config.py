@@ -272,8 +272,8 @@ class Settings(BaseSettings):
     person_memory_s: float = Field(600.0, gt=0, description="a person not seen for this long is forgotten "
                                    "(descriptors dropped); coming back later, they get a new id")
     # face-api.js descriptors of real people (bench people, "matching"; docs/CONFIGURATION.md): different people
-    # seen within person_describe_max_angle came no nearer than 0.52, one person's other views (scaled, mirrored,
-    # tilted 15 degrees) no further than 0.33.
+    # seen within person_describe_max_angle came no nearer than 0.53, one person's other views (scaled, mirrored,
+    # tilted 12 degrees, darker, JPEG) no further than 0.28; below face_matching.json's 0.55: a miss over a false match.
     person_match_distance: float = Field(0.45, gt=0, description="a new track is a remembered person when its "
                                          "descriptor is nearer than this (Euclidean) to one of theirs")
     person_match_margin: float = Field(0.05, ge=0, description="... and the next-nearest remembered person is at "

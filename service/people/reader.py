@@ -8,8 +8,8 @@ it confirmed tracks) and `end()` when a track ends.
 - Descriptors (128-d) run when a track is confirmed, to find who it is, and then at most
   `person_descriptor_refreshes` times, `person_descriptor_every_s` apart, each time only on a frame whose face can be
   read (no uncertain reason) and is turned and tilted by at most `person_describe_max_angle`, so the registry
-  holds good views of the person (a face seen first at a bad angle is a new person: a miss, not a false match). With person_recognition off none run
-  and person_id is the track id.
+  holds good views of the person (a face seen first at a bad angle is a new person: a miss, not a false match).
+  With person_recognition off none run and person_id is the track id.
 """
 
 from __future__ import annotations

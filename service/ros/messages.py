@@ -2,8 +2,8 @@
 `<pkg>::msg::dds_::<Type>_` carried in plain CDR (XCDR1), which is what rmw_cyclonedds puts on the wire.
 
 Field order and types follow the .msg files (hri_msgs 2.0.0; std_msgs, sensor_msgs, geometry_msgs, tf2_msgs,
-builtin_interfaces of ROS 2 Humble/Jazzy, unchanged between the two); tests/ros/test_cdr.py checks the bytes against `rosbags`' serializer and
-the type hashes against its RIHS01 hashes. `uint8[]` is declared `sequence[uint8]` (what DDS type discovery
+builtin_interfaces of ROS 2 Humble/Jazzy, unchanged between the two); tests/ros/test_cdr.py checks the bytes against
+`rosbags`' serializer and the type hashes against its RIHS01 hashes. `uint8[]` is declared `sequence[uint8]` (what DDS type discovery
 advertises) but read and written as Python `bytes` (`_octets_as_bytes`): the same CDR, without a Python int per
 pixel (a 640x480 bgr8 image took ~115 ms to read as a list; as bytes, a copy)."""
 

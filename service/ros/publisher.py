@@ -18,7 +18,8 @@ confident: the event's uncertain_reason) is published with confidence 0: the lab
 reading to act on.
 
 Person ids are `<run>_<source>_p<person_id>` (the same person's faces share one across tracks while the service
-remembers them; with person_recognition off one per track). Face ids are `<run>_<source>_<track>`: <run> is four random letters drawn at start, so an id is never reused while the
+remembers them; with person_recognition off one per track).
+Face ids are `<run>_<source>_<track>`: <run> is four random letters drawn at start, so an id is never reused while the
 service runs (track ids are never reused within a run) and is unlikely to be reused by the next run. Headers carry
 the capture time of the frame they describe: the image's own stamp and frame_id for a ROS image source, else the
 wall clock at capture (ROS time) and the source's name (or the frame_id setting).
