@@ -35,6 +35,8 @@ def test_bad_input_is_refused_clearly_and_edges_do_not_crash(nets, astronaut, tm
         descriptors.describe(image, np.zeros((5, 2)))
     with pytest.raises(FaceNetsError, match="coincide"):
         descriptors.describe(image, np.full((68, 2), 10.0))
+    with pytest.raises(FaceNetsError, match="unknown face alignment 'rotate'"):
+        DescriptorNet(align="rotate")
     assert landmarks.landmarks_many(image, []).shape == (0, 68, 2)
     assert descriptors.describe_many(image, []).shape == (0, 128)
     # half the face past the frame's left edge, a 20 px face, a grey frame: finite answers of the right shape
@@ -119,6 +121,26 @@ def test_landmarks_and_descriptors_are_a_faces(nets, faces):
           f"{np.round(np.sort(other_distances), 3)}")
     assert same_distances.max() < other_distances.min()
     assert isinstance(descriptor_distance(people[0], others[0]), float)
+
+
+def test_levelled_alignment_levels_a_tilted_face(nets, astronaut):
+    """The descriptor's input of a head tilted by 25 degrees has level eyes (as the landmark net reads it again),
+    and the face-api square it starts from keeps the tilt."""
+    import cv2
+
+    from service.faces.nets import aligned_square, cut_square, eye_roll, levelled_face
+
+    landmarks = nets[0]
+    x, y, w, h = astronaut.face
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 25, 1.0)
+    tilted = cv2.warpAffine(astronaut.image, turn, astronaut.image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+    points = landmarks.landmarks(tilted, astronaut.face)
+    level = np.ascontiguousarray(np.clip(levelled_face(tilted, points), 0, 255).astype(np.uint8)[:, :, ::-1])
+    square = np.ascontiguousarray(cut_square(tilted, *aligned_square(points))[:, :, ::-1])
+    rolls = [eye_roll(landmarks.landmarks(image, (0, 0, image.shape[1], image.shape[0]))) for image in (level, square)]
+    print(f"\nastronaut tilted 25 degrees: eye roll {eye_roll(points):.1f}; in the levelled input {rolls[0]:.1f}, in "
+          f"face-api's square {rolls[1]:.1f}")
+    assert abs(eye_roll(points)) > 15 and abs(rolls[0]) < 4 and abs(rolls[1]) > 15
 
 
 def test_reexport_reproduces_the_embedded_nets(package, nets, squares, tmp_path):
