@@ -91,7 +91,8 @@ def ckplus_faces(mirrors: Path) -> dict[str, list[Face]]:
         label, filename = path.split("/")[1:]
         subject, sequence = filename.split("_")[:2]
         part = "ckplus48-even" if int(subject.lstrip("S")) % 2 == 0 else "ckplus48-odd"
-        sets[part].append(crop_face(subject, f"{subject}_{sequence}", label, _decode(_git(repo, "show", f"HEAD:{path}"))))
+        image = _decode(_git(repo, "show", f"HEAD:{path}"))
+        sets[part].append(crop_face(subject, f"{subject}_{sequence}", label, image))
     return sets
 
 
