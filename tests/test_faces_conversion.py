@@ -155,3 +155,25 @@ def test_reexport_reproduces_the_embedded_nets(package, nets, squares, tmp_path)
         assert fresh["nets"][key]["from"] == embedded["nets"][key]["from"]
         assert np.abs(ours.net.run(squares[key]) - theirs.net.run(squares[key])).max() <= 1e-6
     assert fresh["license"].startswith("MIT") and "1.7.15" in fresh["source"]
+
+
+def test_matching_benchmark_pairs_only_what_is_known():
+    """bench.face_matching: frames of one sequence are no same-person pair; where identities across photos are
+    unknown only faces of one photo make different-people pairs; the threshold keeps false matches at its target."""
+    from bench.face_matching import Face, choose_threshold, pair_distances, rates
+
+    def face(person, group):
+        return Face(person, group, group[-1], np.zeros((1, 1, 3), np.uint8), (0, 0, 1, 1))
+
+    faces = [face("a", "a1"), face("a", "a1"), face("a", "a2"), face("b", "b1"), face("c", "c1")]
+    vectors = np.zeros((5, 128), np.float32)
+    vectors[:, 0] = [0.0, 0.125, 0.25, 1.0, 2.0]  # exact in float32
+    pairs = pair_distances(faces, vectors)
+    assert sorted(pairs["same"]) == [0.125, 0.25]  # a1-a2 twice; a1-a1 left out
+    assert pairs["different"].size == 3 * 1 + 3 * 1 + 1  # a-b, a-c, b-c
+    r = rates(pairs, 0.2)
+    assert (r["false_matches"], r["misses"], r["same_pairs"]) == (0, 1, 2)
+    assert choose_threshold(pairs, target=0.0) == 0.75  # the grid's largest with no different pair below (a2-b)
+    photo = [face("p", "photo1"), face("q", "photo1"), face("r", "photo2")]
+    within = pair_distances(photo, vectors[:3], different_within_group_only=True)
+    assert within["different"].size == 1 and within["same"].size == 0
