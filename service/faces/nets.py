@@ -2,15 +2,19 @@
 converted at build time from npm `@vladmandic/face-api` 1.7.15 (MIT; export/faceapi_faces.py, `make faces`) and
 shipped in service/assets/faces, run by ONNX Runtime (no PyTorch, no TensorFlow.js at run time).
 
-Inputs are cut as face-api cuts them, then resized as TensorFlow.js resizes them (`tf.image.resizeBilinear`,
-align_corners and half_pixel_centers off, face-api's NetInput.toBatchTensor on tensors), so the graphs see what
-face-api's nets see:
+What the nets read:
 
-- landmarks: the square around the detector's box (face-api's detector boxes are pasted onto a black square,
-  centred: the same for a square box), 112 px. The 68 points come back relative to that square and are mapped back
-  to frame pixels.
-- descriptors: face-api's `landmarks.align(null, {useDlibAlignment: true})` square (FaceLandmarks.alignDlib: side
-  eye-to-mouth distance / 0.45, placed by the eye and mouth centres, no rotation), 150 px.
+- landmarks: the square around the detector's box (face-api pastes its detector's box onto a black square,
+  centred: the same for a square box), resized to 112 px as TensorFlow.js resizes (`tf.image.resizeBilinear`,
+  align_corners and half_pixel_centers off, as face-api's NetInput.toBatchTensor does on tensors): exactly what
+  face-api's net sees. The 68 points come back relative to that square and are mapped back to frame pixels.
+- descriptors (`align="level"`, the default): face-api's aligned square (FaceLandmarks.alignDlib, as face-api uses it
+  for descriptors: side = mean eye-to-mouth distance / 0.45, the centre of the eyes and mouth at (0.5, 0.43) of it),
+  turned so the eyes are level, warped straight to 150 px (one bilinear interpolation). face-api itself does not
+  turn the square (`align="faceapi"`: its square cut and resized as TensorFlow.js does, exactly what face-api's net
+  sees). Levelling was chosen on CK+ faces of even-numbered subjects only (bench/face_matching.py): with heads
+  tilted by 20 degrees it keeps misses at 11% where face-api's square misses 51% (at 1% false matches), and upright
+  it misses 4% against 6%.
 
 Where a square reaches past the frame's edge the missing part is black, as the centred padding is black: face-api
 instead shifts the aligned square inside the frame ("TODO: pad in case rectangle is out of image bounds"), which
@@ -24,6 +28,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from service.errors import ServiceError
@@ -37,6 +42,9 @@ RECOGNITION_INPUT_SIZE = 150
 LANDMARK_POINTS = 68
 DESCRIPTOR_SIZE = 128
 FACEAPI_MATCH_DISTANCE = 0.6  # face-api's FaceMatcher default distanceThreshold
+# Measured by bench/face_matching.py (docs/FACES.md): the largest distance with at most 1% false matches on CK+48
+# faces of even-numbered subjects; held out, 1.1% false matches and 7.6% misses (odd subjects, other expressions)
+MEASURED_MATCH_DISTANCE = 0.55
 HOW_TO_GET = "re-create it with `make faces` (converts face-api.js's nets from npm @vladmandic/face-api 1.7.15)"
 # FaceLandmarks.ts alignment constants: the eye-and-mouth centre sits at (0.5, 0.43) of a square 1/0.45 times the
 # mean eye-to-mouth distance
@@ -107,6 +115,27 @@ def aligned_square(landmarks: np.ndarray) -> tuple[int, int, int]:
     return math.floor(reference[0] - ALIGN_X * side), math.floor(reference[1] - ALIGN_Y * side), side
 
 
+def eye_roll(landmarks: np.ndarray) -> float:
+    """Degrees the line from the image-left eye's centre to the other eye's rises clockwise (image y points down):
+    0 for level eyes."""
+    points = np.asarray(landmarks, np.float64)
+    dx, dy = points[RIGHT_EYE].mean(0) - points[LEFT_EYE].mean(0)
+    return math.degrees(math.atan2(dy, dx))
+
+
+def levelled_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = RECOGNITION_INPUT_SIZE) -> np.ndarray:
+    """face-api's aligned square of a face (aligned_square), turned about its eye-and-mouth centre so the eyes are
+    level, as a size x size float32 RGB image (black past the frame's edge)."""
+    points = np.asarray(landmarks, np.float64)
+    _, _, side = aligned_square(points)
+    centre = np.stack([points[LEFT_EYE].mean(0), points[RIGHT_EYE].mean(0), points[MOUTH].mean(0)]).mean(0)
+    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), eye_roll(points), size / side)
+    warp[:, 2] += (ALIGN_X * size - centre[0], ALIGN_Y * size - centre[1])
+    face = cv2.warpAffine(frame_bgr, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
+    return face[:, :, ::-1].astype(np.float32)
+
+
 def load_session(path: Path, threads: int = 1):
     """An ONNX Runtime session for one of the converted graphs; a missing or unreadable file is a FaceNetsError
     naming it and how to re-create it."""
@@ -142,8 +171,11 @@ class _PixelNet:
         self.input_name, self.output_name = graph_input.name, graph_output.name
 
     def run(self, squares: list[np.ndarray]) -> np.ndarray:
-        """RGB squares of any side -> the net's outputs, one row each."""
-        batch = np.stack([resize_bilinear_tf(square, self.size) for square in squares])
+        """RGB squares of any side -> the net's outputs, one row each (resized as TensorFlow.js resizes)."""
+        return self.infer(np.stack([resize_bilinear_tf(square, self.size) for square in squares]))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """[N, S, S, 3] float32 RGB pixels -> [N, K]."""
         (out,) = self.session.run([self.output_name], {self.input_name: batch})
         return out
 
@@ -172,9 +204,15 @@ class LandmarkNet:
 
 
 class DescriptorNet:
-    """face-api's FaceRecognitionNet: a 128-d descriptor of a face from its 68 landmarks (LandmarkNet)."""
+    """face-api's FaceRecognitionNet: a 128-d descriptor of a face from its 68 landmarks (LandmarkNet). `align`:
+    "level" (eyes levelled, the default: see the module's doc) or "faceapi" (face-api's own square, unturned)."""
 
-    def __init__(self, directory: str | Path = FACES_DIR, threads: int = 1):
+    ALIGNMENTS = ("level", "faceapi")
+
+    def __init__(self, directory: str | Path = FACES_DIR, threads: int = 1, align: str = "level"):
+        if align not in self.ALIGNMENTS:
+            raise FaceNetsError(f"unknown face alignment {align!r} (one of {', '.join(self.ALIGNMENTS)})")
+        self.align = align
         self.net = _PixelNet(Path(directory) / RECOGNITION_FILE, RECOGNITION_INPUT_SIZE, DESCRIPTOR_SIZE, threads)
 
     def describe(self, frame_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -184,10 +222,12 @@ class DescriptorNet:
     def describe_many(self, frame_bgr: np.ndarray, landmarks) -> np.ndarray:
         """(N, 128) for N faces' landmarks of one frame, in one run of the net."""
         frame = _frame(frame_bgr)
-        squares = [aligned_square(points) for points in landmarks]
+        squares = [aligned_square(points) for points in landmarks]  # also checks each face's landmarks
         if not squares:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        return self.net.run([cut_square(frame, *square) for square in squares]).astype(np.float32)
+        if self.align == "faceapi":
+            return self.net.run([cut_square(frame, *square) for square in squares]).astype(np.float32)
+        return self.net.infer(np.stack([levelled_face(frame, points) for points in landmarks])).astype(np.float32)
 
 
 def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
