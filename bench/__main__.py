@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 SUITES = ("pipeline", "faces", "detectors", "phantoms", "regions", "models", "cheaper", "responsiveness", "live_cpu",
-          "fleet")
+          "fleet", "people")
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 FAULTS = "faults"  # not in the default run either: `python -m bench faults [--groups ...]` (bench/faults.py)
 

@@ -114,7 +114,8 @@ def measure(source: Path, settings: Settings, engine, seconds: float = SECONDS, 
     return {"source": source.name, "settings": {k: v for k, v in settings.model_dump().items()
                                                 if k in BEFORE or k == "min_face"},
             "wall_s": round(wall, 1), "cpu_percent_of_one_core": shares,
-            "faces_by_stage": stage_split(shares.get("faces", 0.0), stages_before, stages, ("detect", "track", "crop")),
+            "faces_by_stage": stage_split(shares.get("faces", 0.0), stages_before, stages,
+                                          ("detect", "track", "read", "crop")),
             "detect_ms_per_sampled_frame": round(1000 * _delta(stages_before, stages, "detect") / max(sampled, 1), 2),
             "whole_frame_share": round(search.counts.whole / max(search.calls, 1), 3),
             "infer_ms_per_call": round(1000 * _delta(infer_before, infer, "infer")

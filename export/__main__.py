@@ -18,6 +18,8 @@
                                                      per-frame bundles read together (the mean of their calibrated
                                                      probabilities) as one bundle taking one crop; default: the
                                                      two embedded models
+    python -m export faces --out DIR                 face-api.js's landmark and face recognition nets as the
+                                                     embedded ONNX graphs, checked against TensorFlow.js in Node
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ensemble.add_argument("--calibrate", type=Path, metavar="FOLDER", help="fit each member's temperature on "
                           "FOLDER/<label>/ (default: the members' own, or the recorded ones)")
     ensemble.add_argument("--calibrate-whole-image", action="store_true", help="the calibration images are crops")
+    faces = commands.add_parser("faces", help="face-api.js's 68-landmark and face recognition nets as ONNX graphs")
+    faces.add_argument("--out", type=Path, required=True, help="directory for landmark68.onnx, recognition.onnx and "
+                       "PROVENANCE.json")
+    faces.add_argument("--npm-dir", type=Path, help="folder with node_modules/@vladmandic/face-api (default: "
+                       "$FACEAPI_NPM_DIR or .cache/faceapi-node)")
     triton = commands.add_parser("triton", help="write a Triton Inference Server model directory for a bundle")
     triton.add_argument("bundle", type=Path, help="model bundle directory")
     triton.add_argument("--repo", type=Path, required=True, help="Triton model repository to write into")
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     triton.add_argument("--threads", type=int, help="ONNX Runtime threads per instance (intra_op_thread_count)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if (argv and argv[0] not in ("fer", "triton", "checkpoint", "dfer-clip", "blazeface", "per-frame", "faceapi",
-                                 "ensemble")
+                                 "ensemble", "faces")
             and not argv[0].startswith("-")):
         argv.insert(0, "checkpoint")  # `python -m export CHECKPOINT --out DIR`
     args = parser.parse_args(argv)
@@ -148,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return _faceapi(args)
     if args.command == "ensemble":
         return _ensemble(args)
+    if args.command == "faces":
+        return _faces(args)
 
     from export.fer_baseline import export_fer_baseline
     from export.onnx_export import ParityError
@@ -282,6 +291,24 @@ def _ensemble(args: argparse.Namespace) -> int:
     a = bundle.spec.agreement
     print(f"against the members run separately by the service on {a.windows} real faces: top-1 {a.top1:.0%}, max "
           f"probability difference {a.max_prob_diff:.3g}")
+def _faces(args: argparse.Namespace) -> int:
+    from export.faceapi_faces import export_faces
+    from export.faceapi_package import FaceApiNotFound
+    from export.onnx_export import ParityError
+    from export.tfjs_reference import TfjsReferenceError
+    from export.tfjs_weights import TfjsWeightsError
+    from models.faceapi import WeightsMismatch
+
+    try:
+        provenance = export_faces(args.out, args.npm_dir)
+    except (FaceApiNotFound, FileNotFoundError, TfjsWeightsError, WeightsMismatch, TfjsReferenceError, ParityError,
+            ServiceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key, net in provenance["nets"].items():
+        print(f"wrote {args.out / net['file']} ({key}): against face-api in TensorFlow.js on "
+              f"{net['parity']['service_vs_tfjs']['faces']} real faces, max abs diff "
+              f"{net['parity']['service_vs_tfjs']['max_abs_diff']:.3g}")
     return 0
 
 

@@ -17,8 +17,9 @@ from service.events import event_order
 from service.inference import Engine, FrameFeatureCache
 from service.ingest import ClipBudget
 from service.metrics import StageTimer
+from service.people.wiring import create_face_reader, create_registry
 from service.pipeline import ClipFaces, FacePipeline
-from service.report import ClipReport, summarise_tracks
+from service.report import ClipReport, summarise_tracks, uncertain_spans
 from service.track import create_tracker
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,12 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     path = Path(path)
     source = source or path.name
     timer = StageTimer()
-    faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer),
-                      settings.sample_fps, settings.max_clip_seconds, should_stop, ClipBudget.of(settings))
+    # People are told apart within the clip (a registry of its own, gone with it).
+    registry = create_registry(settings)
+    reader = create_face_reader(settings, registry)
+    faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer,
+                                         reader=reader), settings.sample_fps, settings.max_clip_seconds, should_stop,
+                      ClipBudget.of(settings))
     info = faces.info
     events, pending = [], []
     # The same stage as live, so an event's label, confidence and smoothed_probs mean the same in both.
@@ -57,6 +62,8 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     events.extend(result.lifecycle)
     events.extend(classify(pending + result.windows))
     events.sort(key=event_order)
+    if registry is not None:
+        registry.forget_all()  # the clip's people are not kept past its report
     warnings = [faces.decoder.decode_error] if faces.decoder.decode_error else []
     width, height = faces.decoder.work_size  # the size boxes are given in
     if (width, height) != (info.width, info.height):
@@ -66,4 +73,5 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
         source=source, model=engine.spec.name, labels=engine.labels, detector=detector.name, width=width,
         height=height, source_fps=round(info.fps, 3), duration=round(faces.last_t + 1 / info.fps, 3),
         frames_decoded=faces.decoded, frames_sampled=faces.sampled, sample_fps=settings.sample_fps,
-        tracks=summarise_tracks(events, engine.labels), events=events, stages=timer.summary(), warnings=warnings)
+        tracks=summarise_tracks(events, engine.labels), events=events, uncertain_spans=uncertain_spans(events),
+        stages=timer.summary(), warnings=warnings)

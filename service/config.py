@@ -267,6 +267,45 @@ class Settings(BaseSettings):
     switch_s: float = Field(0.5, ge=0, description="how long another label must lead before the switch smoother "
                             "changes the label (the switching cost, in seconds)")
 
+    # People: who a face is, where it looks, and when its label is not to be trusted (service/people/; README
+    # "Privacy": descriptors stay in memory, forgotten after person_memory_s, on DELETE /v1/people and at the end)
+    person_recognition: bool = Field(True, description="keep a person's id across tracks by face descriptors (in "
+                                     "memory only); false: no descriptor is ever computed and person_id is the "
+                                     "track id")
+    person_memory_s: float = Field(600.0, gt=0, description="a person not seen for this long is forgotten "
+                                   "(descriptors dropped); coming back later, they get a new id")
+    # face-api.js descriptors of real people (bench people, "matching"; docs/CONFIGURATION.md): different people
+    # seen within person_describe_max_angle came no nearer than 0.53, one person's other views (scaled, mirrored,
+    # tilted 12 degrees, darker, JPEG) no further than 0.28; below face_matching.json's 0.55: a miss over a false match.
+    person_match_distance: float = Field(0.45, gt=0, description="a new track is a remembered person when its "
+                                         "descriptor is nearer than this (Euclidean) to one of theirs")
+    person_match_margin: float = Field(0.05, ge=0, description="... and the next-nearest remembered person is at "
+                                       "least this much further away (else: a new person; a miss, never a false "
+                                       "match)")
+    # Turned or tilted faces give descriptors that lie near other people's (face-api aligns without rotating):
+    # 0.43 between two different people with heads rolled 29-45 degrees.
+    person_describe_max_angle: float = Field(25.0, gt=0, le=90, description="descriptors are taken only of faces "
+                                             "whose yaw, pitch and roll are all within this many degrees")
+    person_descriptor_refreshes: int = Field(3, ge=0, description="descriptors taken of a track after the one at "
+                                             "its confirmation (only of frames whose face can be read)")
+    person_descriptor_every_s: float = Field(2.0, gt=0, description="least time between two descriptors of a track")
+    face_landmarks_every: int = Field(4, ge=1, description="a tracked face's 68 landmarks (head pose, quality) are "
+                                      "read on its first frame and then every this many sampled frames")
+    looking_max_yaw: float = Field(20.0, ge=0, le=90, description="`looking` is true within this yaw (degrees, "
+                                   "against the line to the camera)")
+    looking_max_pitch: float = Field(20.0, ge=0, le=90, description="... and this pitch")
+    quality_min_face_px: float = Field(48.0, ge=0, description="a face smaller than this (box side, px) is "
+                                       "uncertain: too_small")
+    quality_max_yaw: float = Field(45.0, ge=0, le=90, description="a face turned further than this (degrees) is "
+                                   "uncertain: turned_away")
+    quality_max_pitch: float = Field(30.0, ge=0, le=90, description="the same for pitch")
+    quality_min_sharpness: float = Field(60.0, ge=0, description="a face whose sharpness (variance of the "
+                                         "Laplacian at 64x64 grey) is under this is uncertain: blurred")
+    quality_max_outside: float = Field(0.15, ge=0, le=1, description="a face box with more than this share of its "
+                                       "area outside the frame is uncertain: cut_off")
+    uncertain_confidence: float = Field(0.3, ge=0, le=1, description="a label less confident than this is "
+                                        "uncertain: low_confidence (prompts then state no emotion)")
+
     # Valence and arousal of events from a model with only categories: probability-weighted mean of these
     valence_arousal: dict[str, tuple[Annotated[float, Field(ge=-1, le=1)], Annotated[float, Field(ge=-1, le=1)]]] = \
         Field(default_factory=lambda: dict(CATEGORY_VALENCE_AROUSAL),

@@ -20,9 +20,10 @@ from service.crops import CropPolicy, crop_scene, declared_crop
 from service.detect.base import FaceDetector, as_bgr
 from service.detect.regions import RegionSearch, SearchCounts
 from service.errors import ClipCancelled, ClipError
-from service.events import TrackEvent
+from service.events import FaceReading, TrackEvent
 from service.ingest import ClipBudget, ClipDecoder, Frame, FrameSampler
 from service.metrics import StageTimer
+from service.people.reader import FaceReader
 from service.track.base import FaceTracker
 from service.windows import Window, WindowBuffers
 
@@ -67,12 +68,13 @@ class FacePipeline:
     def __init__(self, source: str, spec: BundleSpec | None, settings: Settings, detector: FaceDetector,
                  tracker: FaceTracker, timer: StageTimer | None = None, crop: CropPolicy | None = None,
                  track_ids: Iterator[int] | None = None, search_counts: SearchCounts | None = None,
-                 frame_ids: Iterator[int] | None = None):
+                 frame_ids: Iterator[int] | None = None, reader: FaceReader | None = None):
         """`track_ids`: where the ids that events carry come from (default 1, 2, ...); `frame_ids` the same for the
         numbers of its frames, by which the engine's frame cache knows a crop it has encoded (a scene crop is keyed
         by source and frame alone). A live source passes one counter of each to every pipeline it ever has, so a
         restarted face worker never reuses the id of a person or a frame seen before; and one `search_counts` (the
-        detector's searches by kind)."""
+        detector's searches by kind). `reader`: who each confirmed face is and how well it reads (person_id, head
+        pose, quality in its events; service/people/reader.py); None: not read (crops only)."""
         if spec is None and crop is None:
             raise ValueError("a FacePipeline without a bundle spec needs a crop policy")
         self.source, self.spec, self.settings = source, spec, settings
@@ -88,6 +90,8 @@ class FacePipeline:
                         if spec is not None else None)
         self._last_seen: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
         self.last_faces: list = []  # the tracked faces of the latest frame (for the live state)
+        self.reader = reader
+        self.readings: dict[int, FaceReading] = {}  # each live track's latest reading
         self._frame_ids = frame_ids if frame_ids is not None else itertools.count()
         # A track shorter than this never gets a stretched window at its end (too little to judge).
         self.min_partial_frames = max(2, spec.num_frames // 2) if spec is not None else 0
@@ -111,20 +115,27 @@ class FacePipeline:
         self.last_faces = faces
         if not faces:
             return result
+        if self.reader is not None:
+            with self.timer.time("read"):
+                for face in faces:
+                    self.readings[face.track_id] = self.reader.read(image, face.track_id, face.detection.box, t)
         with self.timer.time("crop"):
             scene = (crop_scene(image, self.spec.image_size, self.spec.channels)
                      if self.spec is not None and self.spec.needs_scene else None)
             for face in faces:
                 box = face.detection.box
+                reading = self.readings.get(face.track_id)
                 if face.is_new:
-                    result.lifecycle.append(TrackEvent(source=self.source, type="track_new", track_id=face.track_id,
-                                                       t=t, box=box))
+                    result.lifecycle.append(TrackEvent(
+                        source=self.source, type="track_new", track_id=face.track_id, t=t, box=box,
+                        person_id=reading and reading.person_id, seen_before=reading and reading.seen_before,
+                        absent_s=reading and reading.absent_s))
                 self._last_seen[face.track_id] = (t, box)
                 crop = self.crop.crop(image, box, face.detection.landmarks)
                 result.crops.append(FaceCrop(face.track_id, box, crop))
                 window = self.buffers.push(face.track_id, crop, t, box, scene, frame_id) if self.buffers else None
                 if window is not None:
-                    result.windows.append(window)
+                    result.windows.append(replace(window, reading=reading))
         return result
 
     @property
@@ -146,10 +157,14 @@ class FacePipeline:
 
     def _end_track(self, track_id: int, result: FrameResult) -> None:
         t, box = self._last_seen.pop(track_id)
+        reading = self.readings.pop(track_id, None)
+        if self.reader is not None:
+            self.reader.end(track_id, t)
         window = self.buffers.end(track_id, self.min_partial_frames) if self.buffers else None
         if window is not None:
-            result.windows.append(window)
-        result.lifecycle.append(TrackEvent(source=self.source, type="track_lost", track_id=track_id, t=t, box=box))
+            result.windows.append(replace(window, reading=reading))
+        result.lifecycle.append(TrackEvent(source=self.source, type="track_lost", track_id=track_id, t=t, box=box,
+                                           person_id=reading and reading.person_id))
 
 
 class ClipFaces:

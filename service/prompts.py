@@ -35,17 +35,36 @@ class PromptTemplates(BaseModel):
     """Every piece of wording the prompt formatter uses. Placeholders: {adjective} (e.g. "afraid"), {label} (the
     model's own label), {confidence} (0..1, format it with :.0%), {duration} (seconds the window spans),
     {position} (a position phrase), {count} (a number word), {people} (the joined per-person phrases),
-    {scene} (the scene sentence)."""
+    {scene} (the scene sentence), {who} (who the sentence is about: the person, or the one on the left, or one
+    back after {ago}), {n} (a number of seconds or minutes)."""
 
-    single: str = Field("The person in front of you has looked {adjective} for the last {duration:.0f} seconds "
+    single: str = Field("{who} has looked {adjective} for the last {duration:.0f} seconds "
                         "({confidence:.0%} confidence).", description="one face, confident")
-    single_unsure: str = Field("The person in front of you may look {adjective} (only {confidence:.0%} confidence "
+    single_unsure: str = Field("{who} may look {adjective} (only {confidence:.0%} confidence "
                                "over the last {duration:.0f} seconds).", description="one face, below unsure_below")
+    single_unreadable: str = Field("{who} is in view, but you can't see their face well enough to tell how they "
+                                   "feel.", description="one face whose label is uncertain (uncertain_reason)")
+    who: str = Field("The person in front of you", description="{who} of the single-face sentences")
+    who_back: str = Field("The person who was here {ago}, now back,",
+                          description="{who} of the single-face sentences for a person seen before")
+    single_looking: str = Field(" They are looking at you.", description="after a single-face sentence: looking")
+    single_not_looking: str = Field(" They are not looking at you.",
+                                    description="after a single-face sentence: head turned away from you")
     nobody: str = Field("Nobody is in front of you right now.", description="no face in view")
     group: str = Field("{count} people are in front of you: {people}.", description="two faces or more")
-    person: str = Field("the one {position} looks {adjective}", description="one face of a group, confident")
-    person_unsure: str = Field("the one {position} may look {adjective}",
+    person: str = Field("{who} looks {adjective}", description="one face of a group, confident ({position}: "
+                        "the position phrase alone)")
+    person_unsure: str = Field("{who} may look {adjective}",
                                description="one face of a group, below unsure_below")
+    person_unreadable: str = Field("you can't see the face of {who} well",
+                                   description="one face of a group whose label is uncertain")
+    who_in_group: str = Field("the one {position}", description="{who} of a group's phrases")
+    who_back_in_group: str = Field("the one {position}, who was here {ago},",
+                                   description="{who} of a group's phrases for a person seen before")
+    looking_mark: str = Field(" (looking at you)", description="after {who} in a group: that person looks at you")
+    ago_seconds: str = Field("{n} seconds ago", description="{ago}: under 45 s")
+    ago_minute: str = Field("a minute ago", description="{ago}: 45-90 s")
+    ago_minutes: str = Field("{n} minutes ago", description="{ago}: longer")
     separator: str = Field(", ", description="between per-person phrases")
     last_separator: str = Field(" and ", description="before the last per-person phrase")
     unsure_below: float = Field(0.5, ge=0, le=1, description="confidence under which the unsure phrases are used")
@@ -67,9 +86,11 @@ class PromptTemplates(BaseModel):
     def _templates_format(self) -> PromptTemplates:
         # A typo in a configured template fails at start-up, not in the inference worker at the first event.
         sample = {"adjective": "happy", "label": "happy", "confidence": 0.8, "duration": 2.0, "position": "on the left",
-                  "count": "Two", "people": "...", "scene": "...", "ordinal": "second"}
-        for name in ("single", "single_unsure", "nobody", "group", "person", "person_unsure", "from_left",
-                     "from_right", "system", "default_user"):
+                  "count": "Two", "people": "...", "scene": "...", "ordinal": "second", "who": "...",
+                  "ago": "a minute ago", "n": 2}
+        for name in ("single", "single_unsure", "single_unreadable", "who", "who_back", "nobody", "group", "person",
+                     "person_unsure", "person_unreadable", "who_in_group", "who_back_in_group", "ago_seconds",
+                     "ago_minute", "ago_minutes", "from_left", "from_right", "system", "default_user"):
             try:
                 getattr(self, name).format(**sample)
             except (KeyError, IndexError, ValueError) as error:
@@ -80,7 +101,7 @@ class PromptTemplates(BaseModel):
 
 @dataclass(frozen=True)
 class FaceState:
-    """What the prompt needs to know about one tracked face: its latest emotion window."""
+    """What the prompt needs to know about one tracked face: its latest emotion window, and who it is."""
 
     track_id: int
     label: str
@@ -88,6 +109,9 @@ class FaceState:
     box: Box  # x, y, w, h in source pixels
     t_start: float
     t_end: float
+    absent_s: float | None = None  # a person seen before: how long they were gone
+    looking: bool | None = None  # None: not known
+    uncertain: bool = False  # the label is not to be stated (uncertain_reason)
 
     @property
     def centre_x(self) -> float:
@@ -98,11 +122,34 @@ def adjective(label: str) -> str:
     return ADJECTIVES.get(label.lower(), label.lower())
 
 
-def emotion_prompt(label: str, confidence: float, duration: float, templates: PromptTemplates | None = None) -> str:
-    """The sentence for one face (pure)."""
+def time_ago(seconds: float, templates: PromptTemplates) -> str:
+    if seconds < 45:
+        return templates.ago_seconds.format(n=max(1, round(seconds)))
+    if seconds < 90:
+        return templates.ago_minute.format(n=1)
+    return templates.ago_minutes.format(n=round(seconds / 60))
+
+
+def emotion_prompt(label: str, confidence: float, duration: float, templates: PromptTemplates | None = None,
+                   absent_s: float | None = None, looking: bool | None = None, uncertain: bool = False) -> str:
+    """The sentence for one face (pure): how it looks (nothing of that when `uncertain`), whether the person is
+    back after `absent_s` seconds away, and whether they look at you (`looking`, None: not said)."""
     templates = templates or PromptTemplates()
-    chosen = templates.single if confidence >= templates.unsure_below else templates.single_unsure
-    return chosen.format(adjective=adjective(label), label=label, confidence=confidence, duration=max(duration, 1.0))
+    who = templates.who if absent_s is None else templates.who_back.format(ago=time_ago(absent_s, templates))
+    if uncertain:
+        chosen = templates.single_unreadable
+    else:
+        chosen = templates.single if confidence >= templates.unsure_below else templates.single_unsure
+    sentence = chosen.format(adjective=adjective(label), label=label, confidence=confidence,
+                             duration=max(duration, 1.0), who=who)
+    if looking is not None:
+        sentence += templates.single_looking if looking else templates.single_not_looking
+    return sentence
+
+
+def face_prompt(face: FaceState, templates: PromptTemplates) -> str:
+    return emotion_prompt(face.label, face.confidence, face.t_end - face.t_start, templates, face.absent_s,
+                          face.looking, face.uncertain)
 
 
 def _zone(centre_x: float, frame_width: int) -> str:
@@ -148,18 +195,27 @@ def positions(centres_x: list[float], frame_width: int, templates: PromptTemplat
 
 def describe_scene(faces: list[FaceState], frame_width: int, templates: PromptTemplates) -> str:
     """One sentence about everyone in view, ordered left to right (pure). One face gets the single-face sentence
-    (with how long and how sure); a group gets one short phrase per person, without numbers."""
+    (with how long and how sure); a group gets one short phrase per person, without numbers. A face whose label is
+    uncertain gets no emotion ("you can't see their face well"); a person seen before is spoken of as back; who
+    looks at you is said."""
     if not faces:
         return templates.nobody
     if len(faces) == 1:
-        face = faces[0]
-        return emotion_prompt(face.label, face.confidence, face.t_end - face.t_start, templates)
+        return face_prompt(faces[0], templates)
     ordered = sorted(faces, key=lambda f: (f.centre_x, f.track_id))
     phrases = []
     for face, position in zip(ordered, positions([f.centre_x for f in ordered], frame_width, templates)):
-        chosen = templates.person if face.confidence >= templates.unsure_below else templates.person_unsure
+        if face.uncertain:
+            chosen = templates.person_unreadable
+        else:
+            chosen = templates.person if face.confidence >= templates.unsure_below else templates.person_unsure
+        who = (templates.who_in_group.format(position=position) if face.absent_s is None else
+               templates.who_back_in_group.format(position=position, ago=time_ago(face.absent_s, templates)))
+        if face.looking:
+            who += templates.looking_mark
         phrases.append(chosen.format(position=position, adjective=adjective(face.label), label=face.label,
-                                     confidence=face.confidence, duration=max(face.t_end - face.t_start, 1.0)))
+                                     confidence=face.confidence, duration=max(face.t_end - face.t_start, 1.0),
+                                     who=who))
     people = templates.separator.join(phrases[:-1]) + templates.last_separator + phrases[-1]
     count = templates.number_words.get(len(faces), str(len(faces)))
     return templates.group.format(count=count, people=people)

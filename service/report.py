@@ -15,7 +15,20 @@ class TrackSummary(BaseModel):
     t_first: float
     t_last: float
     windows: int
-    dominant_label: str | None = Field(description="label with the highest mean probability over its windows")
+    dominant_label: str | None = Field(description="label with the highest mean probability over its windows "
+                                       "(windows whose label is uncertain left out, where any other is there)")
+    person_id: int | None = Field(None, description="who the track's face is (the same person's tracks share it)")
+
+
+class UncertainSpan(BaseModel):
+    """Consecutive emotion events of a track whose label is not to be trusted, for one reason."""
+
+    track_id: int
+    person_id: int | None = None
+    t_start: float
+    t_end: float
+    reason: str = Field(description="the events' uncertain_reason")
+    events: int
 
 
 class ClipReport(BaseModel):
@@ -32,6 +45,8 @@ class ClipReport(BaseModel):
     sample_fps: float
     tracks: list[TrackSummary]
     events: list[Event]
+    uncertain_spans: list[UncertainSpan] = Field(default_factory=list, description="where a face could not be read "
+                                                 "(its labels are not to be trusted), per track and reason")
     stages: dict[str, dict[str, float]] = Field(default_factory=dict, description="per-stage time, this run")
     warnings: list[str] = Field(default_factory=list)
 
@@ -41,22 +56,48 @@ class ClipReport(BaseModel):
 
 
 def summarise_tracks(events: list, labels: list[str]) -> list[TrackSummary]:
-    """Per track: when it was seen and its dominant label (pure)."""
+    """Per track: when it was seen, who it is and its dominant label (pure); uncertain windows count only for a
+    track that has no other."""
     spans: dict[int, list[float]] = {}
-    sums: dict[int, dict[str, float]] = {}
+    persons: dict[int, int | None] = {}
+    sums: dict[tuple[int, bool], dict[str, float]] = {}
     counts: dict[int, int] = {}
     for event in events:
         if event.type in ("track_new", "track_lost"):
             span = spans.setdefault(event.track_id, [event.t, event.t])
             span[0], span[1] = min(span[0], event.t), max(span[1], event.t)
+            persons.setdefault(event.track_id, event.person_id)
         elif event.type == "emotion":
-            acc = sums.setdefault(event.track_id, dict.fromkeys(labels, 0.0))
+            acc = sums.setdefault((event.track_id, event.uncertain_reason is None), dict.fromkeys(labels, 0.0))
             for label, p in (event.raw_probs or event.probs).items():  # the model's own outputs, not smoothed
                 acc[label] += p
             counts[event.track_id] = counts.get(event.track_id, 0) + 1
+
+    def dominant(track_id: int) -> str | None:
+        acc = sums.get((track_id, True)) or sums.get((track_id, False))
+        return max(acc, key=acc.get) if acc else None
+
     return [TrackSummary(track_id=tid, t_first=span[0], t_last=span[1], windows=counts.get(tid, 0),
-                         dominant_label=max(sums[tid], key=sums[tid].get) if tid in sums else None)
+                         dominant_label=dominant(tid), person_id=persons.get(tid))
             for tid, span in sorted(spans.items())]
+
+
+def uncertain_spans(events: list) -> list[UncertainSpan]:
+    """Runs of a track's emotion events with the same uncertain_reason (pure), in time order."""
+    spans: list[UncertainSpan] = []
+    open_spans: dict[int, UncertainSpan] = {}
+    for event in sorted((e for e in events if e.type == "emotion"), key=lambda e: e.t_end):
+        current = open_spans.get(event.track_id)
+        if event.uncertain_reason is None:
+            open_spans.pop(event.track_id, None)
+        elif current is not None and current.reason == event.uncertain_reason:
+            current.t_end, current.events = event.t_end, current.events + 1
+        else:
+            span = UncertainSpan(track_id=event.track_id, person_id=event.person_id, t_start=event.t_start,
+                                 t_end=event.t_end, reason=event.uncertain_reason, events=1)
+            spans.append(span)
+            open_spans[event.track_id] = span
+    return spans
 
 
 def format_timeline(report: ClipReport) -> str:
@@ -64,13 +105,15 @@ def format_timeline(report: ClipReport) -> str:
              f"{report.frames_sampled} frames sampled at {report.sample_fps:g} fps; model {report.model}; "
              f"detector {report.detector}"]
     for track in report.tracks:
-        lines.append(f"track {track.track_id}: {track.t_first:.1f}-{track.t_last:.1f} s, {track.windows} windows, "
-                     f"mostly {track.dominant_label or 'unknown (too short for a window)'}")
+        who = f" (person {track.person_id})" if track.person_id not in (None, track.track_id) else ""
+        lines.append(f"track {track.track_id}{who}: {track.t_first:.1f}-{track.t_last:.1f} s, {track.windows} "
+                     f"windows, mostly {track.dominant_label or 'unknown (too short for a window)'}")
         for event in report.emotions:
             if event.track_id == track.track_id:
                 runner_up = sorted(event.probs.items(), key=lambda kv: kv[1], reverse=True)[1]
+                uncertain = f"   uncertain: {event.uncertain_reason}" if event.uncertain_reason else ""
                 lines.append(f"  {event.t_start:6.2f}-{event.t_end:6.2f} s  {event.label:<9} {event.confidence:5.2f}"
-                             f"   (next: {runner_up[0]} {runner_up[1]:.2f})")
+                             f"   (next: {runner_up[0]} {runner_up[1]:.2f}){uncertain}")
     return "\n".join(lines)
 
 

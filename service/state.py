@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.events import Box
+from service.events import Box, FaceQuality, FaceReading, HeadPose, UncertainReason
 
 
 @dataclass
@@ -25,6 +25,8 @@ class TrackView:
     probs: dict[str, float] | None = None
     t_start: float | None = None  # of the window the label came from
     t_end: float | None = None
+    reading: FaceReading | None = None  # the face's latest: who, pose, quality
+    uncertain_reason: UncertainReason | None = None  # of the label (its window's)
 
 
 @dataclass
@@ -46,27 +48,29 @@ class LiveState:
             self._sources.setdefault(name, SourceView(name, kind))
 
     def track_seen(self, source: str, track_id: int, box: Box, t: float, frame_width: int,
-                   frame_height: int = 0) -> None:
+                   frame_height: int = 0, reading: FaceReading | None = None) -> None:
         with self._lock:
             view = self._sources[source]
             view.frame_width, view.frame_height = frame_width, frame_height
             track = view.tracks.get(track_id)
             if track is None:
-                view.tracks[track_id] = TrackView(track_id, box, t, t)
+                view.tracks[track_id] = TrackView(track_id, box, t, t, reading=reading)
             else:
                 track.box, track.last_seen = box, t
+                track.reading = reading or track.reading
 
     def track_lost(self, source: str, track_id: int) -> None:
         with self._lock:
             self._sources[source].tracks.pop(track_id, None)
 
     def set_emotion(self, source: str, track_id: int, label: str, confidence: float, probs: dict[str, float],
-                    t_start: float, t_end: float) -> None:
+                    t_start: float, t_end: float, uncertain_reason: UncertainReason | None = None) -> None:
         with self._lock:
             track = self._sources[source].tracks.get(track_id)
             if track is not None:  # the track may have ended while its window was in inference
                 track.label, track.confidence, track.probs = label, confidence, probs
                 track.t_start, track.t_end = t_start, t_end
+                track.uncertain_reason = uncertain_reason
 
     def tracks(self, source: str) -> tuple[list[TrackView], int]:
         """Copies of the tracks in view, and the frame width (for left/right wording)."""
@@ -96,6 +100,25 @@ class TrackStatus(BaseModel):
     label: str | None = Field(description="current (smoothed) label; null until the track's first window")
     confidence: float | None
     probs: dict[str, float] | None = Field(description="the smoothed probabilities of the latest window")
+    person_id: int | None = Field(None, description="who the face is (as in emotion events; the track id with "
+                                  "person_recognition off)")
+    seen_before: bool | None = Field(None, description="the person was seen before this track began")
+    head_pose: HeadPose | None = Field(None, description="yaw, pitch, roll in degrees at the latest reading")
+    looking: bool | None = Field(None, description="the head is turned to the camera (null: no pose)")
+    quality: FaceQuality | None = Field(None, description="how well the face can be read now")
+    uncertain_reason: UncertainReason | None = Field(
+        None, description="why the face or its label cannot be trusted now (as in emotion events), null: it can")
+
+
+def track_status(track: TrackView) -> TrackStatus:
+    reading = track.reading
+    return TrackStatus(
+        track_id=track.track_id, box=track.box, first_seen=round(track.first_seen, 3),
+        last_seen=round(track.last_seen, 3), label=track.label, confidence=track.confidence, probs=track.probs,
+        person_id=reading and reading.person_id, seen_before=reading and reading.seen_before,
+        head_pose=reading and reading.head_pose, looking=reading and reading.looking,
+        quality=reading and reading.quality,
+        uncertain_reason=(reading and reading.uncertain_reason) or track.uncertain_reason)
 
 
 class SourceStatus(BaseModel):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.events import FaceReading
+
 
 @dataclass(frozen=True)
 class Window:
@@ -19,6 +21,7 @@ class Window:
     t_end: float
     box: tuple[float, float, float, float]  # the face box in the window's last frame
     frame_ids: tuple[int, ...] = ()  # which source frames the crops come from (a frame repeats in a stretched window)
+    reading: FaceReading | None = None  # who the face is and how well it reads, at the window's last frame
 
 
 @dataclass(frozen=True)

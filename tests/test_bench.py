@@ -77,7 +77,8 @@ def test_live_cpu_suite_runs_the_live_service_and_splits_its_cpu_by_thread(tmp_p
     assert all(v >= 0 for v in named.values()) and shares["other"] >= -100 * 2 / live_cpu.TICK / row["wall_s"]
     # The face worker's share is split by its stages' own timers: detection is most of it on the sample clip.
     split = row["faces_by_stage"]
-    assert set(split) == {"detect", "track", "crop"} and split["detect"] >= max(split["track"], split["crop"])
+    assert set(split) == {"detect", "track", "read", "crop"}
+    assert split["detect"] >= max(split["track"], split["crop"]) and split["read"] > 0
     assert 0 < row["whole_frame_share"] <= 1 and row["settings"]["detect_every"] == settings.detect_every
 
 

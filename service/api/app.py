@@ -16,7 +16,7 @@ from service.clip_jobs import ClipJobs
 from service.api.browser_guard import BrowserGuard
 from service.api.deps import Services, require_token
 from service.api.prometheus import HttpMetricsMiddleware, ServiceMetrics
-from service.api.routes import clips, docs, health, metrics, models, state, stream, view
+from service.api.routes import clips, docs, health, metrics, models, people, state, stream, view
 from service.config import Settings
 from service.detect import create_detector
 from service.events import HeartbeatEvent
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, live: bool = True, sources: lis
     app.add_middleware(HttpMetricsMiddleware, metrics=service_metrics)
     app.state.model_spec = engine.spec  # for serve's start-up line (the engine itself reaches routes via Services)
     guarded = [Depends(require_token)]
-    for router in (health.router, models.router, state.router, clips.router, metrics.router):
+    for router in (health.router, models.router, state.router, clips.router, metrics.router, people.router):
         app.include_router(router, dependencies=guarded)
     app.include_router(stream.router)  # checks the token itself (websockets may pass it as ?token=)
     app.include_router(docs.router)

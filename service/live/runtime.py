@@ -33,11 +33,13 @@ from service.live.bus import EventBus
 from service.live.ended_tracks import EndedTracks
 from service.live.latest_frames import FaceLabel, LatestFrames
 from service.live.sinks import JsonlLog, QueuedSink
-from service.state import LiveState, RuntimeStatus, SourceStatus, TrackStatus
+from service.state import LiveState, RuntimeStatus, SourceStatus, track_status
 from service.live.supervision import SourceRunner, Supervisor
 from service.live.watchdog import Watchdog
 from service.live.workers import ErrorTally, FaceWorker, InferenceWorker, PendingWindow
 from service.metrics import StageTimer
+from service.people.registry import PersonRegistry
+from service.people.wiring import create_face_reader, create_registry
 from service.pipeline import FacePipeline
 from service.track import create_tracker
 
@@ -88,6 +90,9 @@ class LiveRuntime:
         self._source_counters: dict[str, SourceCounters] = {}
         self._search_counts: dict[str, SearchCounts] = {}
         self._face_errors: dict[str, ErrorTally] = {}
+        # The people each source has seen lately (none with person_recognition off), kept across restarts of its
+        # face worker; descriptors in memory only, forgotten by forget_people() and stop().
+        self._registries: dict[str, PersonRegistry | None] = {}
         self._inference_errors = ErrorTally("inference on a batch of windows")
         self.emotions = EmotionStage(settings, engine, self.state)
         self.ended_tracks = EndedTracks(self.emotions, self.windows, self.bus.publish)
@@ -135,10 +140,24 @@ class LiveRuntime:
                                 create_tracker(self.settings), timer,
                                 track_ids=self._track_ids.setdefault(spec.name, itertools.count(1)),
                                 search_counts=self._search_counts.setdefault(spec.name, SearchCounts()),
-                                frame_ids=self._frame_ids.setdefault(spec.name, itertools.count()))
+                                frame_ids=self._frame_ids.setdefault(spec.name, itertools.count()),
+                                reader=create_face_reader(self.settings, self._registry(spec.name), self.clock()))
         errors = self._face_errors.setdefault(spec.name, ErrorTally(f"face worker {spec.name} on a frame"))
         return FaceWorker(spec.name, frames, pipeline, self.windows, self.state, self.bus.publish, self.clock,
                           self.latest_frames, self.settings.track_silence_s, self.ended_tracks.ended, errors)
+
+    def _registry(self, source: str) -> PersonRegistry | None:
+        if source not in self._registries:
+            self._registries[source] = create_registry(self.settings)
+        return self._registries[source]
+
+    def forget_people(self) -> int:
+        """Forget everyone every source remembers (DELETE /v1/people; at stop): how many people that was. Faces in
+        view keep their person_id until their track ends, but nothing of them is kept to recognise them by."""
+        return sum(registry.forget_all() for registry in self._registries.values() if registry is not None)
+
+    def people_remembered(self) -> int:
+        return sum(len(registry) for registry in self._registries.values() if registry is not None)
 
     def _build_runner(self, spec: SourceSpec) -> SourceRunner:
         frames: BoundedQueue[CapturedFrame] = BoundedQueue(self.settings.frame_queue, FullPolicy.DROP_OLDEST)
@@ -187,6 +206,7 @@ class LiveRuntime:
                     thread.join(timeout)
             for sink in self.sinks:
                 sink.stop()
+            self.forget_people()
             self._started = False
 
     # ---- reading --------------------------------------------------------------------------------------------
@@ -231,9 +251,7 @@ class LiveRuntime:
                 queue_depth=len(runner.frames), reconnects=counters.reconnects, frame_width=width,
                 label_changes=self.emotions.gate.label_changes[name],
                 detector_searches=asdict(self._search_counts.get(name, SearchCounts())),
-                tracks=[TrackStatus(track_id=t.track_id, box=t.box, first_seen=round(t.first_seen, 3),
-                                    last_seen=round(t.last_seen, 3), label=t.label, confidence=t.confidence,
-                                    probs=t.probs) for t in sorted(tracks, key=lambda t: t.track_id)])
+                tracks=[track_status(t) for t in sorted(tracks, key=lambda t: t.track_id)])
         return RuntimeStatus(
             t=round(now, 3), model=self.engine.spec.name, sources=sources, windows_queue_depth=len(self.windows),
             windows_dropped=self.windows.dropped, windows_classified=self.inference.windows_done,

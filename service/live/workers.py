@@ -135,7 +135,8 @@ class FaceWorker(_Worker):
             return
         width = frame.image.shape[1]
         for face in self.pipeline.last_faces:
-            self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width, frame.image.shape[0])
+            self.state.track_seen(self.source, face.track_id, face.detection.box, frame.t, width, frame.image.shape[0],
+                                  self.pipeline.readings.get(face.track_id))
         if self.latest_frames is not None:
             self.latest_frames.put(self.source, frame.t, frame.image,
                                    [ViewFace(f.track_id, f.detection.box) for f in self.pipeline.last_faces])

@@ -1,9 +1,9 @@
 """The ROS 2 messages we publish and read, as Cyclone DDS types with ROS 2's naming: a DDS type
 `<pkg>::msg::dds_::<Type>_` carried in plain CDR (XCDR1), which is what rmw_cyclonedds puts on the wire.
 
-Field order and types follow the .msg files (hri_msgs 2.0.0; std_msgs, sensor_msgs, builtin_interfaces of ROS 2
-Humble/Jazzy, unchanged between the two); tests/ros/test_cdr.py checks the bytes against `rosbags`' serializer and
-the type hashes against its RIHS01 hashes. `uint8[]` is declared `sequence[uint8]` (what DDS type discovery
+Field order and types follow the .msg files (hri_msgs 2.0.0; std_msgs, sensor_msgs, geometry_msgs, tf2_msgs,
+builtin_interfaces of ROS 2 Humble/Jazzy, unchanged between the two); tests/ros/test_cdr.py checks the bytes against
+`rosbags`' serializer and the type hashes against its RIHS01 hashes. `uint8[]` is declared `sequence[uint8]` (what DDS type discovery
 advertises) but read and written as Python `bytes` (`_octets_as_bytes`): the same CDR, without a Python int per
 pixel (a 640x480 bgr8 image took ~115 ms to read as a list; as bytes, a copy)."""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl._machinery import BytesMachine
-from cyclonedds.idl.types import float32, int32, sequence, uint8, uint32
+from cyclonedds.idl.types import float32, float64, int32, sequence, uint8, uint32
 
 
 @dataclass
@@ -75,6 +75,39 @@ class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedIma
     data: sequence[uint8] = b""
 
 
+@dataclass
+class Vector3(IdlStruct, typename="geometry_msgs::msg::dds_::Vector3_"):
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+
+
+@dataclass
+class Quaternion(IdlStruct, typename="geometry_msgs::msg::dds_::Quaternion_"):
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+    w: float64 = 1.0
+
+
+@dataclass
+class Transform(IdlStruct, typename="geometry_msgs::msg::dds_::Transform_"):
+    translation: Vector3 = field(default_factory=Vector3)
+    rotation: Quaternion = field(default_factory=Quaternion)
+
+
+@dataclass
+class TransformStamped(IdlStruct, typename="geometry_msgs::msg::dds_::TransformStamped_"):
+    header: Header = field(default_factory=Header)
+    child_frame_id: str = ""
+    transform: Transform = field(default_factory=Transform)
+
+
+@dataclass
+class TFMessage(IdlStruct, typename="tf2_msgs::msg::dds_::TFMessage_"):
+    transforms: sequence[TransformStamped] = field(default_factory=list)
+
+
 def _octets_as_bytes(message_type: type, member: str = "data") -> None:
     """Serialise a `sequence[uint8]` member with the machine cyclonedds uses for `bytes` annotations: both write a
     uint32 length and the octets (4-aligned) in XCDR1 and XCDR2 alike, so only the Python value differs."""
@@ -100,6 +133,11 @@ TYPE_HASHES: dict[type, str] = {
     Expression: "RIHS01_411b88e0604397d44775d8ec6a4bc69398fb0dfbfe864c33a40fa99ee85f1b00",
     Image: "RIHS01_d31d41a9a4c4bc8eae9be757b0beed306564f7526c88ea6a4588fb9582527d47",
     CompressedImage: "RIHS01_15640771531571185e2efc8a100baf923961a4d15d5569652e6cb6691e8e371a",
+    Vector3: "RIHS01_cc12fe83e4c02719f1ce8070bfd14aecd40f75a96696a67a2a1f37f7dbb0765d",
+    Quaternion: "RIHS01_8a765f66778c8ff7c8ab94afcc590a2ed5325a1d9a076ffff38fbce36f458684",
+    Transform: "RIHS01_beb83fbe698636351461f6f35d1abb20010c43d55374d81bd041f1ba2581fddc",
+    TransformStamped: "RIHS01_0a241f87d04668d94099cbb5ba11691d5ad32c2f29682e4eb5653424bd275206",
+    TFMessage: "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
 }
 
 

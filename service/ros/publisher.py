@@ -7,7 +7,18 @@
                                      confidence, valence, arousal; stamped with the window's last frame
     /emotion_perception/prompt       std_msgs/String    the event's prompt for the LLM
     /emotion_perception/messages     std_msgs/String    the event's chat messages, as JSON
+    /tf                              tf2_msgs/TFMessage   each face's pose as the frame face_<id> (x out of the
+                                     face, y to the person's left, z up) in the camera's frame (the headers'
+                                     frame_id), per sampled frame with a head pose
+    /humans/persons/tracked          hri_msgs/IdsList   ids of the persons in view, like faces/tracked
+    /humans/persons/<id>/face_id     std_msgs/String    the face id of the person's face in view (with tracked)
 
+An expression whose event is uncertain (its face too small, cut off, turned away or blurred, or the label not
+confident: the event's uncertain_reason) is published with confidence 0: the label is the model's guess, not a
+reading to act on.
+
+Person ids are `<run>_<source>_p<person_id>` (the same person's faces share one across tracks while the service
+remembers them; with person_recognition off one per track).
 Face ids are `<run>_<source>_<track>`: <run> is four random letters drawn at start, so an id is never reused while the
 service runs (track ids are never reused within a run) and is unlikely to be reused by the next run. Headers carry
 the capture time of the frame they describe: the image's own stamp and frame_id for a ROS image source, else the
@@ -36,7 +47,8 @@ from service.live.sinks import QueuedSink
 from service.threads import PeriodicThread
 from service.state import LiveState
 from service.ros.dds import dds_topic_name, output_qos, participant
-from service.ros.messages import Expression, Header, IdsList, NormalizedRegionOfInterest2D, String, Time
+from service.ros.messages import (Expression, Header, IdsList, NormalizedRegionOfInterest2D, Quaternion, String,
+                                  TFMessage, Time, Transform, TransformStamped, Vector3)
 from service.ros.settings import RosSettings
 
 log = logging.getLogger(__name__)
@@ -71,7 +83,13 @@ class _Face:
     roi: DataWriter
     expression: DataWriter
     last_roi_t: float | None = None
+    last_tf_t: float | None = None
     last_used: float = 0.0  # monotonic
+
+
+def face_transform(header: Header, child_frame_id: str, position_m, orientation_xyzw) -> TransformStamped:
+    return TransformStamped(header, child_frame_id, Transform(Vector3(*map(float, position_m)),
+                                                              Quaternion(*map(float, orientation_xyzw))))
 
 
 class RosPublisher:
@@ -81,6 +99,9 @@ class RosPublisher:
         self.tag = tag or run_tag()
         self._dp = participant()
         self._tracked = self._writer(IdsList, "/humans/faces/tracked")
+        self._persons_tracked = self._writer(IdsList, "/humans/persons/tracked")
+        self._tf = self._writer(TFMessage, "/tf")
+        self._person_face_ids: dict[str, DataWriter] = {}  # person id -> its face_id writer, while in view
         self._prompt = self._writer(String, settings.prompt_topic)
         self._messages = self._writer(String, settings.messages_topic)
         self._faces: dict[tuple[str, int], _Face] = {}
@@ -93,6 +114,9 @@ class RosPublisher:
 
     def face_id(self, source: str, track_id: int) -> str:
         return f"{self.tag}_{face_token(source)}_{track_id}"
+
+    def person_id(self, source: str, person_id: int) -> str:
+        return f"{self.tag}_{face_token(source)}_p{person_id}"
 
     def _writer(self, message_type: type, ros_topic: str) -> DataWriter:
         topic = Topic(self._dp, dds_topic_name(ros_topic), message_type)
@@ -118,8 +142,9 @@ class RosPublisher:
         try:
             header = self.header_of(event.source, event.t_end)
             label = self.settings.expressions.get(event.label, event.label)
+            confidence = 0.0 if event.uncertain_reason is not None else float(event.confidence)
             self._face(event.source, event.track_id).expression.write(Expression(
-                header, label, _or_zero(event.valence), _or_zero(event.arousal), float(event.confidence)))
+                header, label, _or_zero(event.valence), _or_zero(event.arousal), confidence))
             self._prompt.write(String(event.prompt))
             self._messages.write(String(json.dumps([m.model_dump() for m in event.messages])))
             self.published += 3
@@ -144,25 +169,47 @@ class RosPublisher:
         """roi of every face seen in a new frame; the tracked list on a change or when tracked_period_s passed;
         writers of faces gone for lost_face_keep_s deleted (their topics disappear)."""
         ids, in_view, latest = [], set(), None  # latest: (t, source) of the newest frame with a face
+        persons: dict[str, str] = {}  # person id -> face id, of the faces in view
+        transforms = []
         for source in self.state.sources():
             tracks, _ = self.state.tracks(source)
             width, height = self.state.frame_size(source)
             for track in sorted(tracks, key=lambda t: t.track_id):
-                ids.append(self.face_id(source, track.track_id))
+                face_id = self.face_id(source, track.track_id)
+                ids.append(face_id)
                 in_view.add((source, track.track_id))
                 face = self._face(source, track.track_id)
+                reading = track.reading
+                if reading is not None:
+                    persons[self.person_id(source, reading.person_id)] = face_id
                 if width and height and face.last_roi_t != track.last_seen:
                     face.last_roi_t = track.last_seen
                     face.roi.write(NormalizedRegionOfInterest2D(
                         self.header_of(source, track.last_seen), *normalized_roi(track.box, width, height), 1.0))
                     self.published += 1
+                if reading is not None and reading.position_m is not None and face.last_tf_t != track.last_seen:
+                    face.last_tf_t = track.last_seen
+                    transforms.append(face_transform(self.header_of(source, track.last_seen), f"face_{face_id}",
+                                                     reading.position_m, reading.orientation_xyzw))
                 if latest is None or track.last_seen > latest[0]:
                     latest = (track.last_seen, source)
+        if transforms:
+            self._tf.write(TFMessage(transforms))
+            self.published += 1
         now = self.monotonic()
         if ids != self._last_ids or now - self._last_tracked_at >= self.settings.tracked_period_s:
             header = self.header_of(latest[1], latest[0]) if latest else self.header_now()
             self._tracked.write(IdsList(header, ids))
-            self.published += 1
+            self._persons_tracked.write(IdsList(header, sorted(persons)))
+            for person_id, face_id in persons.items():
+                writer = self._person_face_ids.get(person_id)
+                if writer is None:
+                    writer = self._person_face_ids[person_id] = self._writer(
+                        String, f"/humans/persons/{person_id}/face_id")
+                writer.write(String(face_id))
+            for person_id in [p for p in self._person_face_ids if p not in persons]:
+                del self._person_face_ids[person_id]  # out of view: its face_id topic goes away
+            self.published += 2 + len(persons)
             self._last_ids, self._last_tracked_at = ids, now
         with self._lock:
             for key in [k for k, f in self._faces.items()

@@ -105,3 +105,23 @@ def test_live_view_shows_events_lost_on_the_way(page, service):
     }""")
     expect(page.locator("#gaps")).to_be_visible()
     assert int(page.locator("#gaps").inner_text().split()[0]) >= 3
+
+
+def test_a_persons_card_and_history_follow_them_across_tracks(page, service):
+    """Cards are per person: a second track of the same person_id adds to the first one's chart (issue 32)."""
+    page.goto(f"{service}/?token={TOKEN}")
+    page.wait_for_selector('section.source[data-source="sample"]', timeout=60_000)
+    page.evaluate("""() => {
+        const t = view.clock + 0.5, probs = {happy: 0.9};
+        const emotion = (track, dt, extra = {}) => onEvent({type: "emotion", source: "sample", track_id: track,
+            person_id: 4242, t_start: t + dt - 1, t_end: t + dt, label: "happy", confidence: 0.9, probs,
+            prompt: "...", messages: [], ...extra});
+        emotion(9001, 0);
+        onEvent({type: "track_lost", source: "sample", track_id: 9001, person_id: 4242, t: t + 0.1, box: [0, 0, 1, 1]});
+        emotion(9002, 0.3, {uncertain_reason: "turned_away", looking: false});
+    }""")
+    card = page.locator('section.source[data-source="sample"] .track[data-person-id="4242"]')
+    expect(card).to_have_count(1)
+    assert card.get_attribute("data-points") == "2" and card.get_attribute("data-track-id") == "9002"
+    assert card.locator(".track-id").inner_text() == "#4242 (track 9002)"
+    assert "uncertain: turned away" in card.locator(".face-notes").inner_text()

@@ -127,23 +127,34 @@ function addSource(name) {
   return source;
 }
 
-function trackCard(source, id) {
+// One card per person (person_id: the same across their tracks, so their history goes on when they come back;
+// the track id where the service sends none), kept while its history reaches into the last HISTORY_S.
+const personOf = (item) => item.person_id ?? item.track_id;
+
+function trackCard(source, id, trackId = id) {
   let track = source.tracks.get(id);
   if (!track) {
     const el = $("#track-template").content.firstElementChild.cloneNode(true);
-    el.dataset.trackId = id;
-    el.style.setProperty("--colour", trackColour(id));
-    $(".track-id", el).textContent = `#${id}`;
+    el.dataset.personId = id;
+    el.style.setProperty("--colour", trackColour(trackId));
     $(".tracks", source.el).append(el);
-    track = { id, el, history: [], label: null, confidence: null };
+    track = { id, el, history: [], label: null, confidence: null, uncertain: null, looking: null };
     source.tracks.set(id, track);
   }
+  track.el.dataset.trackId = trackId;
+  $(".track-id", track.el).textContent = id === trackId ? `#${id}` : `#${id} (track ${trackId})`;
   return track;
 }
 
 function renderTrack(track) {
   $(".label", track.el).textContent = track.label || "…";
   $(".confidence", track.el).textContent = track.label ? fmt(track.confidence) : "";
+  const notes = [];
+  if (track.looking === true) notes.push("looking at you");
+  if (track.looking === false) notes.push("looking away");
+  if (track.uncertain) notes.push(`uncertain: ${track.uncertain.replace("_", " ")}`);
+  $(".face-notes", track.el).textContent = notes.join(" · ");
+  track.el.classList.toggle("uncertain", Boolean(track.uncertain));
   track.el.dataset.points = track.history.length;
   // The last minute of the service clock (before a minute has passed: all of it).
   const tMax = Math.max(view.clock, 10);
@@ -174,8 +185,11 @@ function applyState(state) {
     renderStatus(source, s);
     const inView = new Set();
     for (const t of s.tracks || []) {
-      inView.add(t.track_id);
-      const track = trackCard(source, t.track_id);
+      inView.add(personOf(t));
+      const track = trackCard(source, personOf(t), t.track_id);
+      track.el.classList.remove("lost");
+      track.looking = t.looking ?? null;
+      track.uncertain = t.uncertain_reason ?? null;
       if (t.label) {
         track.label = t.label;
         track.confidence = t.confidence;
@@ -183,7 +197,10 @@ function applyState(state) {
       }
     }
     for (const [id, track] of source.tracks) {
-      if (!inView.has(id)) { track.el.remove(); source.tracks.delete(id); }
+      if (inView.has(id)) continue;
+      track.el.classList.add("lost");  // gone for now: the card (and its history) waits for the person's return
+      const newest = track.history.length ? track.history[track.history.length - 1].t : -Infinity;
+      if (newest < view.clock - HISTORY_S) { track.el.remove(); source.tracks.delete(id); }
     }
     renderTracks(source);
   }
@@ -201,10 +218,13 @@ async function pollState() {
 }
 
 function describeEvent(event) {
-  const who = event.track_id !== undefined ? `#${event.track_id} ` : "";
+  const who = event.track_id === undefined ? "" : personOf(event) === event.track_id ? `#${event.track_id} `
+    : `#${personOf(event)} (track ${event.track_id}) `;
+  const back = event.type === "track_new" && event.seen_before ? " (seen before)" : "";
   const t = event.t ?? event.t_end;
   const what = event.type === "emotion" ? `${event.label} ${fmt(event.confidence)}` : event.type.replace("_", " ");
-  return `${fmt(t, 1)} s  ${who}${what}`;
+  const uncertain = event.uncertain_reason ? ` (uncertain: ${event.uncertain_reason.replace("_", " ")})` : "";
+  return `${fmt(t, 1)} s  ${who}${what}${back}${uncertain}`;
 }
 
 function addEvent(source, event) {
@@ -239,15 +259,18 @@ function onEvent(event) {
   if (!source) return;
   addEvent(source, event);
   if (event.type === "emotion") {
-    const track = trackCard(source, event.track_id);
+    const track = trackCard(source, personOf(event), event.track_id);
+    track.el.classList.remove("lost");
     track.history.push({ t: event.t_end, probs: event.probs });
     while (track.history.length && track.history[0].t < view.clock - HISTORY_S) track.history.shift();
     track.label = event.label;
     track.confidence = event.confidence;
+    track.uncertain = event.uncertain_reason ?? null;
+    track.looking = event.looking ?? null;
     renderPrompt(source, event);
     renderTracks(source);
   } else if (event.type === "track_lost") {
-    const track = source.tracks.get(event.track_id);
+    const track = source.tracks.get(personOf(event));
     if (track) track.el.classList.add("lost");
   }
 }
