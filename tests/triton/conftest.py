@@ -12,7 +12,7 @@ import pytest
 from bench.triton_server import TritonServer, missing_reason
 from export.triton import write_triton_repository
 from service.bundle import BUNDLE_JSON, ModelBundle
-from service.config import ASSETS_DIR, FER_BUNDLE
+from service.config import ASSETS_DIR, DEFAULT_BUNDLE, FER_BUNDLE
 
 FACEAPI_BUNDLE = ASSETS_DIR / "bundles" / "faceapi-expression"
 
@@ -43,15 +43,17 @@ def served_copy(repo, model: str, name: str, edit) -> None:
 
 @pytest.fixture(scope="session")
 def triton_repository(tmp_path_factory):
-    """The embedded bundle (whole graph, frame encoder, window head), a relabelled copy with float32 pixels, the
-    face-api.js expression bundle (112-px RGB crops, other label order, a calibrated temperature), and two broken
-    ones: a contract that says float32 pixels where the graph takes uint8, and no contract at all. One ONNX
+    """fer's bundle (whole graph, frame encoder, window head), a relabelled copy with float32 pixels, the face-api.js
+    expression bundle (112-px RGB crops, other label order, a calibrated temperature), the default ensemble, and two
+    broken ones: a contract that says float32 pixels where the graph takes uint8, and no contract at all. One ONNX
     Runtime thread each (the test machine has two cores)."""
     repo = tmp_path_factory.mktemp("triton") / "models"
     write_triton_repository(ModelBundle.load(FER_BUNDLE), repo, backend="python", threads=1)
     write_triton_repository(relabelled_bundle(tmp_path_factory.mktemp("relabelled") / "fer-relabelled"), repo,
                             backend="python", threads=1, pixels="float32")
     write_triton_repository(ModelBundle.load(FACEAPI_BUNDLE), repo, backend="python", threads=1)
+    # the service's default, which the fleet compose file names
+    write_triton_repository(ModelBundle.load(DEFAULT_BUNDLE), repo, backend="python", threads=1)
     served_copy(repo, "fer-mini-xception", "fer-wrong-contract",
                 lambda text: text.replace('\\"pixels\\":\\"uint8\\"', '\\"pixels\\":\\"float32\\"'))
     served_copy(repo, "fer-mini-xception", "fer-no-contract",

@@ -12,7 +12,7 @@ def test_a_short_fleet_run_measures_every_robot_and_the_batches_triton_formed():
     for row, robots in zip(result["rows"], (1, 2)):
         assert row["robots"] == robots and row["all_remote"]
         assert row["windows"] >= robots * 3.0 * result["windows_per_face_s"] * 0.9  # every due window was sent
-        head = row["batches"]["fer-mini-xception-window-head"]
+        head = row["batches"][f"{result['model']}-window-head"]
         assert sum(size * n for size, n in head.items()) == row["windows"]  # each window once through the head
         assert 0 < row["bytes_per_window"] < result["float32_window_bytes"] / 10
         assert row["bytes_per_face_s"] == row["bytes_per_window"] * result["windows_per_face_s"]

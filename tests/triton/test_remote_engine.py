@@ -140,7 +140,7 @@ def serve_exit(url: str) -> subprocess.CompletedProcess:
                                    "the contract needs FP32; input 'faces' has dims [16, 64, 64, 1], the contract "
                                    "needs [16, 1, 64, 64]"),
     ("fer-no-contract", "grpc", "model 'fer-no-contract': its config.pbtxt has no 'emotion_contract' parameter"),
-    ("nope", "grpc", "the server has no model 'nope' (it serves: faceapi-expression, faceapi-expression-frame-"),
+    ("nope", "grpc", "the server has no model 'nope' (it serves: expression-ensemble, expression-ensemble-frame-"),
     ("fer-mini-xception", "http", "not a Triton gRPC server"),
 ])
 def test_a_start_against_the_wrong_server_or_model_ends_with_exit_2_and_one_line(model, port, says, triton_server):
