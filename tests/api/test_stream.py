@@ -68,7 +68,7 @@ def test_state_shows_the_happy_face(live_server):
 
 
 def test_live_events_carry_raw_and_smoothed_probabilities(live_server):
-    events = asyncio.run(collect(ws_url(live_server), lambda ev: sum(e["type"] == "emotion" for e in ev) >= 2))
+    events = asyncio.run(collect(ws_url(live_server), lambda ev: sum(e["type"] == "emotion" for e in ev) >= 4))
     emotions = [e for e in events if e["type"] == "emotion"]
     for event in emotions:
         assert set(event["raw_probs"]) == set(event["smoothed_probs"]) == set(event["probs"])
