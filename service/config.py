@@ -393,7 +393,7 @@ class Settings(BaseSettings):
     upload_rate_window_s: float = Field(10.0, gt=0, description="the window the upload rate floor is measured "
                                         "over (also the longest an upload may send nothing)")
     max_connections: int = Field(1000, ge=8, description="open HTTP connections; at the limit the oldest idle "
-                                 "one is closed for a newcomer (capped at half the process's descriptor limit)")
+                                 "one is closed for a newcomer (capped at a fifth of the process's descriptor limit)")
     max_connections_per_client: int = Field(128, ge=1, description="open HTTP connections from one client "
                                             "address; more are answered 503 at once (behind a reverse proxy every "
                                             "client has its address: raise it there)")

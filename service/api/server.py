@@ -10,7 +10,7 @@ it logs one warning per such request, before any token check, so anyone could fi
   client can finish sending and read it, as nginx's lingering close does;
 - at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
   no warning ever quotes what the client sent (its headers may carry a token);
-- connections are bounded below the descriptor limit (`max_connections`, at most half of RLIMIT_NOFILE), and per
+- connections are bounded below the descriptor limit (`max_connections`, at most a fifth of RLIMIT_NOFILE), and per
   client address (`max_connections_per_client`: one more from that address is answered 503 and closed before it is
   read, so one host's flood leaves room for everyone else's health checks); at the limit, the connection idle longest (no request in progress: between requests, or still sending its first request
   line and headers) is closed to make room, so a flood of idle or slow connections cannot keep /healthz out; only
@@ -228,9 +228,10 @@ class JsonErrorProtocol(H11Protocol):
 
 
 def connection_limit(settings: Settings) -> int:
-    """max_connections, capped at half the process's descriptor limit (the rest: spool files, models, logs)."""
+    """max_connections, capped at a fifth of the process's descriptor limit (a flood may hold up to four times the
+    limit for a moment, see uvicorn_options; the rest: spool files, models, logs)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return min(settings.max_connections, soft // 2) if soft != resource.RLIM_INFINITY else settings.max_connections
+    return min(settings.max_connections, soft // 5) if soft != resource.RLIM_INFINITY else settings.max_connections
 
 
 def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
@@ -245,10 +246,11 @@ def json_error_protocol(settings: Settings) -> type[JsonErrorProtocol]:
 
 def uvicorn_options(settings: Settings) -> dict:
     """uvicorn.Config options that the settings decide (the tests' server uses them too)."""
-    # A listen backlog of at most the connection limit: asyncio accepts up to a backlog's worth of connections
-    # before any of them is seen, so descriptors stay under twice the limit (at most the descriptor limit).
+    # A listen backlog of twice the connection limit (a small one drops a health check's SYN in a flood: a 1-s
+    # retry): asyncio accepts up to a backlog's worth of connections before any of them is seen, and those closed
+    # to make room go a loop turn later, so descriptors stay under four times the limit (the descriptor limit).
     return {"http": json_error_protocol(settings), "h11_max_incomplete_event_size": settings.max_header_kb * 1024,
-            "backlog": max(16, min(2048, connection_limit(settings))),
+            "backlog": max(16, min(2048, 2 * connection_limit(settings))),
             "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_timeout_s,
             "timeout_graceful_shutdown": CLOSE_S}
 
