@@ -107,10 +107,11 @@ def test_a_fallback_with_other_crops_and_labels_gets_windows_adapted_and_answers
     from service.bundle import ModelBundle
     from service.inference.engine import OnnxEngine
     from service.inference.failover import adapt_window
+    from service.config import FER_BUNDLE
     from tests.triton.conftest import FACEAPI_BUNDLE
 
     url = f"triton://127.0.0.1:{own_triton_server.grpc_port}/faceapi-expression"
-    engine = create_engine(remote_settings(settings, url))
+    engine = create_engine(remote_settings(settings, url, engine_fallback=FER_BUNDLE))
     try:
         faceapi, fer = OnnxEngine(ModelBundle.load(FACEAPI_BUNDLE)), engine.local
         assert engine.spec == faceapi.spec and faceapi.spec.temperature != 1.0 and engine.labels != fer.labels
