@@ -22,6 +22,7 @@ import numpy as np
 from service.detect.base import Detection, FaceDetector, as_bgr, box_ious, crop_around, keep_highest
 from service.detect.checks import keypoints_plausible
 from service.errors import DetectorError
+from service.onnx_session import cpu_session
 
 DETECTORS_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
 MODEL_FILES = {"short": "blazeface_short_range.onnx", "full": "blazeface_full_range.onnx"}
@@ -135,21 +136,7 @@ def model_input(bgr: np.ndarray) -> np.ndarray:
 
 def load_session(path: Path, threads: int = 1):
     """An ONNX Runtime session for a converted model; a missing or unreadable file is a DetectorError naming it."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorError(f"BlazeFace model not found: {path} ({HOW_TO_GET})")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Threads that spin while waiting burn a core between frames; a robot's CPU is shared.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise DetectorError(f"cannot load BlazeFace model {path}: {str(exc).splitlines()[0]} ({HOW_TO_GET})") from None
+    session = cpu_session(path, threads, DetectorError, "BlazeFace model", HOW_TO_GET)
     names = {o.name for o in session.get_outputs()}
     if session.get_inputs()[0].name != "input" or not {"boxes", "scores"} <= names:
         raise DetectorError(f"{path} is not a converted BlazeFace model (input 'input', outputs 'boxes', 'scores')")

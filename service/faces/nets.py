@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from service.errors import ServiceError
+from service.onnx_session import cpu_session
 
 FACES_DIR = Path(__file__).resolve().parent.parent / "assets" / "faces"
 LANDMARK_FILE = "landmark68.onnx"
@@ -139,21 +140,7 @@ def levelled_face(frame_bgr: np.ndarray, landmarks: np.ndarray, size: int = RECO
 def load_session(path: Path, threads: int = 1):
     """An ONNX Runtime session for one of the converted graphs; a missing or unreadable file is a FaceNetsError
     naming it and how to re-create it."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise FaceNetsError(f"face net not found: {path} ({HOW_TO_GET})")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Threads that spin while waiting burn a core between calls; a robot's CPU is shared.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise FaceNetsError(f"cannot load face net {path}: {str(exc).splitlines()[0]} ({HOW_TO_GET})") from None
+    return cpu_session(path, threads, FaceNetsError, "face net", HOW_TO_GET)
 
 
 class _PixelNet:
