@@ -110,6 +110,7 @@ class JsonErrorProtocol(H11Protocol):
         self.logger = _WithoutInvalidRequestWarning(self.logger, {})
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
         self._address: str | None = None  # counted in per_client while set
+        self._header_timer = None  # closes a connection with no whole request head after header_timeout_s
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -122,7 +123,7 @@ class JsonErrorProtocol(H11Protocol):
                 self._refuse_connection("this address has too many open connections; retry in a second")
                 return
         if self.header_timeout_s is not None:
-            self.loop.call_later(self.header_timeout_s, self._close_if_no_request_yet)
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._close_if_no_request_yet)
         if self.max_connections is not None and len(self.connections) > self.max_connections:
             self._make_room()
 
@@ -135,12 +136,21 @@ class JsonErrorProtocol(H11Protocol):
                 del self.per_client[self._address]
             self._address = None
 
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
     def connection_lost(self, exc) -> None:
         self._uncount()
+        self._cancel_header_timer()
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self, event) -> None:
-        self._uncount()  # the websocket protocol takes the connection over (and its connection_lost)
+        # The websocket protocol takes the connection over (and its connection_lost). No HTTP cycle ever starts on
+        # it, so the header timer must go too: it would close a listening client's stream after header_timeout_s.
+        self._uncount()
+        self._cancel_header_timer()
         super().handle_websocket_upgrade(event)
 
     def _idle(self) -> bool:

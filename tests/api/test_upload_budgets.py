@@ -273,6 +273,17 @@ def test_connections_are_bounded_in_all_and_per_address_and_health_still_answers
         sock.close()
 
 
+def test_a_websocket_client_that_only_listens_outlives_the_header_timeout(server, budget_settings):
+    """The header timeout closes connections that never send a whole request head; a websocket is past that (its
+    handshake was the request), so a client reading /v1/stream and sending nothing keeps its stream."""
+    from websockets.sync.client import connect
+
+    base, _ = server
+    with connect(base.replace("http://", "ws://") + "/v1/stream", additional_headers=AUTH, open_timeout=5) as ws:
+        time.sleep(budget_settings.header_timeout_s * 2.5)
+        assert ws.ping().wait(timeout=5)  # the server still answers on it
+
+
 def test_job_ids_say_whether_this_run_issued_them(server, clips, budget_settings, tmp_path):
     base, app = server
     ids = []
