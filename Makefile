@@ -21,9 +21,11 @@ TRITON_HOME := .cache/triton
 # pytest-xdist workers for `make test` (a test file stays on one worker: its module fixtures are built once).
 TEST_WORKERS ?= 2
 PYTRITON_VERSION := 0.7.0
+# fer itself, with the TensorFlow it needs, apart from our environment: only `python -m bench versus_fer` runs it.
+FER_VENV := .cache/fer-venv
 
 .PHONY: run analyze test bench docker install install-dev fer-wheel chromium bundle fer-bundle sample-clip clean blazeface-wheel detectors gpu-wheels \
-	faceapi-npm faceapi-bundle ensemble-bundle faces triton-server
+	faceapi-npm faceapi-bundle ensemble-bundle faces triton-server fer-venv
 
 run: $(VENV)/.serve-installed  ## the main job: the live service on camera 0, else on the sample clip looped
 	$(BIN)/python -m service serve
@@ -43,6 +45,15 @@ gpu-wheels: $(VENV)/.dev-installed  ## what a bare GPU machine lacks for `python
 docker:  ## build the CPU and GPU images (needs a Docker daemon)
 	docker build -f docker/Dockerfile.cpu -t emotion-perception:cpu .
 	docker build -f docker/Dockerfile -t emotion-perception:gpu .
+
+fer-venv: $(FER_VENV)/.installed  ## fer 25.10.3 with TensorFlow CPU in its own venv, for `python -m bench versus_fer`
+$(FER_VENV)/.installed: $(FER_WHEEL)
+	$(PYTHON) -m venv $(FER_VENV)
+	$(FER_VENV)/bin/pip install -q tensorflow-cpu==2.20.0 opencv-contrib-python==4.12.0.88 pandas==2.3.3 \
+		tqdm==4.70.1 requests==2.34.2 pillow==13.0.0 "setuptools<81"
+	# --no-deps: fer's facenet-pytorch (MTCNN, off by default) pins an old torch; moviepy only adds audio
+	$(FER_VENV)/bin/pip install -q --no-deps $(FER_WHEEL)
+	touch $@
 
 install: $(VENV)/.serve-installed
 install-dev: $(VENV)/.dev-installed

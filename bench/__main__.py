@@ -1,4 +1,5 @@
 """`python -m bench [pipeline] [faces] [detectors] [phantoms] [models] [cheaper] ...`: run benchmarks, print their figures, save bench/results/*.json.
+`python -m bench versus_fer`: `analyze` against the fer package (bench/versus_fer.py; `make fer-venv` first), only when named.
 `python -m bench faults [--groups inputs live lifecycle budgets]`: the reliability suite (bench/faults.py), only when named.
 `python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]`: the GPU acceptance run (bench/gpu.py), only when named.
 `python -m bench gpu --simulate [--tiny] [--out FILE]`: the GPU training path on simulated CUDA (bench/gpu_simulate.py);
@@ -14,6 +15,7 @@ from pathlib import Path
 
 SUITES = ("pipeline", "faces", "detectors", "phantoms", "regions", "models", "cheaper", "responsiveness", "live_cpu",
           "fleet", "people")
+NAMED_ONLY = ("versus_fer",)  # needs fer and TensorFlow in their own environment (`make fer-venv`)
 GPU = "gpu"  # not in the default run: it is the one command for a borrowed GPU machine, alone
 FAULTS = "faults"  # not in the default run either: `python -m bench faults [--groups ...]` (bench/faults.py)
 
@@ -45,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.suites != [GPU]:
             parser.error("gpu runs alone: python -m bench gpu [--device cuda|cpu] [--tiny] [--out FILE]")
         return run_gpu(args)
-    unknown = [s for s in args.suites if s not in SUITES]
+    unknown = [s for s in args.suites if s not in SUITES + NAMED_ONLY]
     if unknown:
-        parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+        parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES + NAMED_ONLY)}")
     logging.basicConfig(level=logging.WARNING)
     from bench.machine import machine_facts, save
 

@@ -100,3 +100,13 @@ def test_regions_suite_measures_arrival_and_motion_per_configuration():
     assert beside["worst_s"] > empty["worst_s"]  # newcomers beside someone wait for the rarer pass
     still = regions.motion(settings, 0, 8.0, seconds=1.5)
     assert still["tracks"] == 1 and still["followed"] == 1.0
+
+
+def test_versus_fer_says_how_to_get_fer_when_its_environment_is_missing(monkeypatch, tmp_path):
+    """fer runs in its own environment (`make fer-venv`); without it the suite stops with one line saying so."""
+    from bench import versus_fer
+    from service.config import SAMPLE_CLIP
+
+    monkeypatch.setattr(versus_fer, "FER_PYTHON", tmp_path / "no-venv" / "bin" / "python")
+    with pytest.raises(SystemExit, match="make fer-venv"):
+        versus_fer.fer_times(SAMPLE_CLIP, repeats=1)
