@@ -17,7 +17,7 @@ from service.events import event_order
 from service.inference import Engine, FrameFeatureCache
 from service.ingest import ClipBudget
 from service.metrics import StageTimer
-from service.people.wiring import create_face_reader, create_registry
+from service.people.wiring import create_face_reader, create_registry, thread_nets
 from service.pipeline import ClipFaces, FacePipeline
 from service.report import ClipReport, summarise_tracks, uncertain_spans
 from service.track import create_tracker
@@ -35,7 +35,7 @@ def analyze_clip(path: str | Path, settings: Settings, engine: Engine, detector:
     timer = StageTimer()
     # People are told apart within the clip (a registry of its own, gone with it).
     registry = create_registry(settings)
-    reader = create_face_reader(settings, registry)
+    reader = create_face_reader(settings, registry, nets=thread_nets(describe=registry is not None))
     faces = ClipFaces(path, FacePipeline(source, engine.spec, settings, detector, create_tracker(settings), timer,
                                          reader=reader), settings.sample_fps, settings.max_clip_seconds, should_stop,
                       ClipBudget.of(settings))

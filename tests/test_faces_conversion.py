@@ -177,3 +177,44 @@ def test_matching_benchmark_pairs_only_what_is_known():
     photo = [face("p", "photo1"), face("q", "photo1"), face("r", "photo2")]
     within = pair_distances(photo, vectors[:3], different_within_group_only=True)
     assert within["different"].size == 1 and within["same"].size == 0
+
+
+def test_the_resize_is_tensorflow_js_resize_bilinear_to_the_bit():
+    """service's resize_bilinear_tf blends rows first on the rows it needs; tfjs-core's resizeBilinear (the order
+    written out here) blends columns first. Same float32 pixels, on squares of odd, small and large sides."""
+    from service.faces.nets import resize_bilinear_tf
+
+    def tfjs_order(image, size):
+        pixels = image.astype(np.float64)
+        out = np.empty((size, size, image.shape[2]), np.float32)
+        for r in range(size):
+            y = r * image.shape[0] / size
+            top, bottom, y_lerp = int(np.floor(y)), min(int(np.ceil(y)), image.shape[0] - 1), y - np.floor(y)
+            for c in range(size):
+                x = c * image.shape[1] / size
+                left, right, x_lerp = int(np.floor(x)), min(int(np.ceil(x)), image.shape[1] - 1), x - np.floor(x)
+                t = pixels[top, left] + (pixels[top, right] - pixels[top, left]) * x_lerp
+                b = pixels[bottom, left] + (pixels[bottom, right] - pixels[bottom, left]) * x_lerp
+                out[r, c] = t + (b - t) * y_lerp
+        return out
+
+    rng = np.random.default_rng(3)
+    for side, size in ((21, 112), (95, 112), (150, 150), (239, 112), (268, 150)):
+        image = rng.integers(0, 256, (side, side + 1, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(resize_bilinear_tf(image, size), tfjs_order(image, size))
+
+
+def test_the_default_match_distance_is_the_one_measured_on_real_faces():
+    """person_match_distance is bench.face_matching's service_threshold (chosen on CK+48 even subjects), whose
+    held-out false matches and misses bench/results/face_matching.json records."""
+    import json
+    from pathlib import Path
+
+    from service.config import Settings
+
+    result = json.loads((Path(__file__).resolve().parent.parent / "bench" / "results" / "face_matching.json")
+                        .read_text())
+    chosen = result["service_threshold"]
+    assert Settings(_env_file=None).person_match_distance == chosen["person_match_distance"]
+    held_out = result["held_out"]["ckplus48-odd"]["service_default"]
+    assert held_out["threshold"] == chosen["person_match_distance"] and held_out["different_pairs"] > 100_000

@@ -155,3 +155,18 @@ def test_descriptors_stay_in_memory_and_delete_forgets_them(people_server, caplo
     assert max(longest_number_list(line) for line in lines) <= 4 and longest_number_list(state) <= 4
     assert "descriptor" not in metrics.lower() and "descriptor" not in log.read_text()
     assert "descriptor" not in caplog.text.lower()
+
+
+def test_a_clip_thread_loads_its_face_nets_once_and_no_other_thread_shares_them():
+    import threading
+
+    from service.people.wiring import thread_nets
+
+    landmarks, descriptors = thread_nets(describe=True)
+    assert thread_nets(describe=True) == (landmarks, descriptors)
+    assert thread_nets(describe=False) == (landmarks, None)
+    other = []
+    worker = threading.Thread(target=lambda: other.extend(thread_nets(describe=True)))
+    worker.start()
+    worker.join()
+    assert other[0] is not landmarks and other[1] is not descriptors
