@@ -35,7 +35,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from export.onnx_export import ParityError
-from export.per_frame import _Graph
+from export.per_frame import GraphBuilder, publish_bundle
 from service.bundle import (MODEL_ONNX, Agreement, BundleSpec, Calibration, CropSpec, FrameCacheSpec, ModelBundle,
                             TensorSpec, TrainingInfo, file_sha256)
 from service.config import ASSETS_DIR
@@ -162,7 +162,7 @@ def load_members(directories: list[Path], calibrate: Path | None = None, whole_i
 
 # ---- the graphs ----------------------------------------------------------------------------------------------
 
-def _inline(g: _Graph, path: Path, prefix: str, feeds: dict[str, str]) -> str:
+def _inline(g: GraphBuilder, path: Path, prefix: str, feeds: dict[str, str]) -> str:
     """A member's graph (file) into g, its inputs fed from `feeds`; returns the name of its first output."""
     model = onnx.compose.add_prefix(onnx.load(str(path)), prefix)
     g.initializers.extend(model.graph.initializer)
@@ -172,7 +172,7 @@ def _inline(g: _Graph, path: Path, prefix: str, feeds: dict[str, str]) -> str:
     return model.graph.output[0].name
 
 
-def _encoder_nodes(g: _Graph, members: list[Member], geometry: Geometry, frames: str, features: str) -> None:
+def _encoder_nodes(g: GraphBuilder, members: list[Member], geometry: Geometry, frames: str, features: str) -> None:
     """frames [N, 3, S, S] (RGB in [0, 1]) -> every member's features side by side [N, D1 + D2 + ...]."""
     parts = []
     for i, (member, (offset, side)) in enumerate(zip(members, geometry.regions)):
@@ -191,7 +191,7 @@ def _encoder_nodes(g: _Graph, members: list[Member], geometry: Geometry, frames:
     g.node("Concat", parts, features, axis=1)
 
 
-def _head_nodes(g: _Graph, members: list[Member], labels: list[str], features: str) -> None:
+def _head_nodes(g: GraphBuilder, members: list[Member], labels: list[str], features: str) -> None:
     """features [B, T, D1 + D2 + ...] -> logits [B, K]: log of the mean of the members' calibrated probabilities."""
     probs, start = [], 0
     for i, member in enumerate(members):
@@ -215,7 +215,7 @@ def _head_nodes(g: _Graph, members: list[Member], labels: list[str], features: s
     g.node("Log", [floored], "logits")
 
 
-def _save(g: _Graph, opset: int, inputs: list, outputs: list, path: Path) -> None:
+def _save(g: GraphBuilder, opset: int, inputs: list, outputs: list, path: Path) -> None:
     graph = helper.make_graph(g.nodes, path.stem, inputs, outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8,
                               producer_name="emotion-perception export ensemble")
@@ -230,17 +230,17 @@ def write_graphs(members: list[Member], geometry: Geometry, labels: list[str], n
     d = sum(m.bundle.spec.frame_cache.feature_dim for m in members)
     logits = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])]
 
-    enc = _Graph(opset)
+    enc = GraphBuilder(opset)
     _encoder_nodes(enc, members, geometry, "frames", "features")
     _save(enc, opset, [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["frames", 3, s, s])],
           [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["frames", d])], staging / "frame_encoder.onnx")
 
-    head = _Graph(opset)
+    head = GraphBuilder(opset)
     _head_nodes(head, members, labels, "features")
     _save(head, opset, [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", num_frames, d])],
           logits, staging / "window_head.onnx")
 
-    whole = _Graph(opset)
+    whole = GraphBuilder(opset)
     whole.node("Reshape", ["faces", whole.const("win/frames", np.array([-1, 3, s, s], np.int64))], "win/frames_in")
     _encoder_nodes(whole, members, geometry, "win/frames_in", "win/features")
     whole.node("Reshape", ["win/features", whole.const("win/window", np.array([-1, num_frames, d], np.int64))],
@@ -442,15 +442,7 @@ def export_ensemble(out_dir: str | Path, member_dirs: list[Path] | None = None, 
         bundle = ModelBundle(staging, spec.model_copy(update={
             "parity": parity, "agreement": agreement, "calibration": RECORDED_CALIBRATION if default else None}))
         bundle.write_spec()
-        if calibrate is not None:
-            from export.calibrate import calibrate_bundle
-
-            bundle = calibrate_bundle(bundle, calibrate, whole_image=calibrate_whole_image)
-        ModelBundle.load(staging)  # what the service will do: must pass
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(out_dir))
+        publish_bundle(bundle, out_dir, calibrate, calibrate_whole_image)
     log.info("ensemble %s of %s written to %s (parity %s; agreement with the members %s)", name,
              ", ".join(s.name for s in specs), out_dir, parity, agreement)
     return ModelBundle.load(out_dir)

@@ -232,7 +232,7 @@ def _output_width(model: onnx.ModelProto, path: Path, input_name: str, output: o
 # ---- wrapping it into the bundle's graphs ----------------------------------------------------------------------
 
 @dataclass
-class _Graph:
+class GraphBuilder:
     """Nodes and constants being assembled into one graph."""
     opset: int
     nodes: list = field(default_factory=list)
@@ -253,7 +253,24 @@ class _Graph:
         return self.node("ReduceMean", [x], output, axes=[axis], keepdims=0)
 
 
-def _encoder_nodes(g: _Graph, model: onnx.ModelProto, facts: GraphFacts, layout: Layout, frames: str,
+def publish_bundle(bundle: ModelBundle, out_dir: Path, calibrate: Path | None = None,
+                   calibrate_whole_image: bool = False) -> ModelBundle:
+    """The last steps of every per-frame conversion: calibrate on the labelled folder when one is named, load the
+    staged bundle as the service will (it must pass), and move it to out_dir in place of what was there."""
+    if calibrate is not None:
+        from export.calibrate import calibrate_bundle
+
+        bundle = calibrate_bundle(bundle, calibrate, whole_image=calibrate_whole_image)
+    staging = bundle.directory
+    ModelBundle.load(staging)  # what the service will do: must pass
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(out_dir))
+    return bundle
+
+
+def _encoder_nodes(g: GraphBuilder, model: onnx.ModelProto, facts: GraphFacts, layout: Layout, frames: str,
                    features: str) -> None:
     """frames [N, C, S, S] (the service's channel order) -> the model's outputs [N, D], nodes into g."""
     prefixed = onnx.compose.add_prefix(model, "m/")
@@ -296,7 +313,7 @@ def _encoder_nodes(g: _Graph, model: onnx.ModelProto, facts: GraphFacts, layout:
     g.node("Reshape", [stacked, g.const("enc/flat", np.array([-1, facts.width], np.int64))], features)
 
 
-def _head_nodes(g: _Graph, features: str, classes: int, width: int, va: bool) -> list[str]:
+def _head_nodes(g: GraphBuilder, features: str, classes: int, width: int, va: bool) -> list[str]:
     """features [B, T, D] -> mean over T -> logits [B, K] (and valence_arousal [B, 2]); returns the outputs."""
     mean = g.reduce_mean(features, 1, "head/mean")
     outputs = [g.node("Gather", [mean, g.const("head/classes", np.arange(classes, dtype=np.int64))], "logits", axis=1)
@@ -307,7 +324,7 @@ def _head_nodes(g: _Graph, features: str, classes: int, width: int, va: bool) ->
     return outputs
 
 
-def _save(g: _Graph, model: onnx.ModelProto, inputs: list, outputs: list, path: Path) -> None:
+def _save(g: GraphBuilder, model: onnx.ModelProto, inputs: list, outputs: list, path: Path) -> None:
     graph = helper.make_graph(g.nodes, path.stem, inputs, outputs, g.initializers)
     # IR 7 at least: initialisers need not be graph inputs, and subgraphs (the Loop) may read the outer graph's
     out = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 7),
@@ -323,17 +340,17 @@ def write_graphs(model: onnx.ModelProto, facts: GraphFacts, layout: Layout, stag
     out_specs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])] + (
         [helper.make_tensor_value_info(VA_OUTPUT, TensorProto.FLOAT, ["batch", 2])] if va else [])
 
-    enc = _Graph(facts.opset)
+    enc = GraphBuilder(facts.opset)
     _encoder_nodes(enc, model, facts, layout, "frames", "features")
     _save(enc, model, [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["frames", c, s, s])],
           [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["frames", d])], staging / "frame_encoder.onnx")
 
-    head = _Graph(facts.opset)
+    head = GraphBuilder(facts.opset)
     _head_nodes(head, "features", k, d, va)
     _save(head, model, [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", NUM_FRAMES, d])],
           out_specs, staging / "window_head.onnx")
 
-    whole = _Graph(facts.opset)
+    whole = GraphBuilder(facts.opset)
     whole.node("Reshape", ["faces", whole.const("win/frames", np.array([-1, c, s, s], np.int64))], "win/frames_in")
     _encoder_nodes(whole, model, facts, layout, "win/frames_in", "win/features")
     whole.node("Reshape", ["win/features", whole.const("win/window", np.array([-1, NUM_FRAMES, d], np.int64))],
@@ -426,14 +443,6 @@ def convert_per_frame(model_path: str | Path, layout: Layout, out_dir: str | Pat
         parity = check_parity(ModelBundle.load(staging), reference, crops, tolerance)
         bundle = ModelBundle(staging, spec.model_copy(update={"parity": parity}))
         bundle.write_spec()
-        if calibrate is not None:
-            from export.calibrate import calibrate_bundle
-
-            bundle = calibrate_bundle(bundle, calibrate, whole_image=calibrate_whole_image)
-        ModelBundle.load(staging)  # what the service will do: must pass
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(out_dir))
+        bundle = publish_bundle(bundle, out_dir, calibrate, calibrate_whole_image)
     log.info("bundle %s written to %s (parity %s)", bundle.spec.name, out_dir, bundle.spec.parity)
     return ModelBundle.load(out_dir)
