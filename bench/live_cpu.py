@@ -197,12 +197,13 @@ def run(seconds: float = SECONDS) -> dict:
 def describe(result: dict) -> str:
     lines = [f"live CPU ({result['model']}, detector {result['detector']}, {result['seconds']:.0f} s each; % of one "
              "core: process = all threads; capture = reading, converting sampled frames; decoder = FFmpeg's "
-             "threads; faces = detect, track, crop (split by wall time); inference = model, smoothing, events):"]
+             "threads; faces = detect, track, read (landmarks, pose, descriptors), crop (split by wall time); "
+             "inference = model, smoothing, events):"]
     for name, row in result["rows"].items():
         cpu, by_stage = row["cpu_percent_of_one_core"], row["faces_by_stage"]
         lines.append(f"  {name:40} process {cpu['process']:5.1f}%  capture {cpu.get('capture', 0):4.1f}  decoder "
                      f"{cpu.get('decoder', 0):4.1f}  faces {cpu.get('faces', 0):4.1f} (detect {by_stage['detect']:.1f}"
-                     f" track {by_stage['track']:.1f} crop {by_stage['crop']:.1f})  inference "
+                     f" track {by_stage['track']:.1f} read {by_stage.get('read', 0):.1f} crop {by_stage['crop']:.1f})  inference "
                      f"{cpu.get('inference', 0):4.1f}  other {cpu.get('other', 0):4.1f} | detect "
                      f"{row['detect_ms_per_sampled_frame']} ms/frame, whole frame {row['whole_frame_share']:.0%} | "
                      f"read {row['frames_read']} sampled {row['frames_sampled']} windows {row['windows']} events "
