@@ -362,9 +362,12 @@ class Settings(BaseSettings):
         None, description="private folder (0700) where uploads live while analysed; at start the service removes "
                           "what a crashed run left there; default: emotion-perception-uploads-<uid> in the "
                           "temporary folder")
+    # Measured with the defaults (the ensemble, the people stage) on our 2-core CPU: the 6-s sample clip in 0.92 s
+    # (bench/results/versus_fer.json, 2026-12-08), a 60-s clip in 5.2 s (bench faults). The first measured clips
+    # replace it, so a slower machine's estimate is corrected after its first clip.
     clip_cost_per_video_s: float = Field(
-        0.5, gt=0, description="analysis seconds per second of video assumed for Retry-After until clips have been "
-                               "measured (the embedded model took 0.09 on a 2-core CPU: bench/results/pipeline.json)")
+        0.15, gt=0, description="analysis seconds per second of video assumed for Retry-After until clips have been "
+                                "measured (the defaults took 0.09-0.15 on a 2-core CPU)")
     shutdown_grace_s: float = Field(
         5.0, ge=0, description="on SIGTERM, running clip analyses get this long to finish before they are cancelled "
                                "(their requests answered 503); with the ~2 s to close connections it stays under "
