@@ -47,11 +47,12 @@ docker:  ## build the CPU and GPU images (needs a Docker daemon)
 	docker build -f docker/Dockerfile -t emotion-perception:gpu .
 
 fer-venv: $(FER_VENV)/.installed  ## fer 25.10.3 with TensorFlow CPU in its own venv, for `python -m bench versus_fer`
+# fer itself with --no-deps: its facenet-pytorch (MTCNN, off by default) pins an old torch, moviepy only adds audio;
+# setuptools below 81 keeps the pkg_resources fer imports.
 $(FER_VENV)/.installed: $(FER_WHEEL)
 	$(PYTHON) -m venv $(FER_VENV)
-	$(FER_VENV)/bin/pip install -q tensorflow-cpu==2.20.0 opencv-contrib-python==4.12.0.88 pandas==2.3.3 \
-		tqdm==4.70.1 requests==2.34.2 pillow==13.0.0 "setuptools<81"
-	# --no-deps: fer's facenet-pytorch (MTCNN, off by default) pins an old torch; moviepy only adds audio
+	$(FER_VENV)/bin/pip install -q tensorflow-cpu==2.20.0 numpy==2.2.6 opencv-contrib-python==4.12.0.88 \
+		pandas==2.3.3 tqdm==4.70.1 requests==2.34.2 pillow==13.0.0 "setuptools<81"
 	$(FER_VENV)/bin/pip install -q --no-deps $(FER_WHEEL)
 	touch $@
 
