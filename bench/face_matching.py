@@ -239,7 +239,7 @@ def run(mirrors: Path) -> dict:
     thresholds = {alignment: choose_threshold(pairs[CHOSEN_ON][alignment]) for alignment in ALIGNMENTS}
     threshold = thresholds[SERVICE_ALIGNMENT]
     service_threshold = choose_threshold(pairs[CHOSEN_ON][SERVICE_ALIGNMENT], SERVICE_FALSE_MATCH_RATE)
-    default = Settings().person_match_distance
+    default = Settings.model_fields["person_match_distance"].default  # the code's, whatever the environment says
     lfw = lfw_faces()
     lfw_vectors, timing["lfw25"] = describe(lfw, landmarks, {SERVICE_ALIGNMENT: describers[SERVICE_ALIGNMENT]})
     lfw_vectors = lfw_vectors[SERVICE_ALIGNMENT]

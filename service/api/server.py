@@ -7,7 +7,8 @@ it logs one warning per such request, before any token check, so anyone could fi
 
 - request line and headers over `max_header_kb` -> 431 with {"detail": ...}; any other malformed request -> 400;
   after the answer the server stops writing but keeps reading and discarding (up to LINGER_BYTES, LINGER_S) so the
-  client can finish sending and read it, as nginx's lingering close does;
+  client can finish sending and read it, as nginx's lingering close does; so does every answer that closes the
+  connection while the client is still sending its body (an upload refused 413 or 429 from its header, cut 408);
 - at most one warning per client address every `bad_request_log_s` (the ones in between counted in the next), and
   no warning ever quotes what the client sent (its headers may carry a token);
 - connections are bounded below the descriptor limit (`max_connections`, at most a fifth of RLIMIT_NOFILE), and per
@@ -49,7 +50,7 @@ from service.config import Settings
 log = logging.getLogger(__name__)
 
 CLOSE_S = 2  # after the drain, open requests and websockets get this long before uvicorn cancels them
-LINGER_S = 2.0  # how long a connection answered 431/400 keeps reading what its client still sends
+LINGER_S = 2.0  # how long a connection answered early (431/400, or 408/413/429 mid-body) reads what its client sends
 LINGER_BYTES = 64 * 1024 * 1024  # and how much of it, at most
 INVALID_REQUEST = "Invalid HTTP request received."  # uvicorn's own warning, replaced by BadRequestLog's
 
@@ -94,6 +95,30 @@ class _WithoutInvalidRequestWarning(logging.LoggerAdapter):
             self.logger.warning(msg, *args, **kwargs)
 
 
+class _LingeringTransport:
+    """A connection's transport whose close(), while the client is still sending its request body (an upload
+    answered 408, 413 or 429 before its end), ends our side and reads on for LINGER_S, as _answer_error does: closed
+    at once, the kernel would answer the client's next bytes with a reset, and the client would lose the answer it
+    had not read yet. Everything else is the transport's own."""
+
+    def __init__(self, transport, protocol: "JsonErrorProtocol"):
+        self._transport, self._protocol = transport, protocol
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        protocol, transport = self._protocol, self._transport
+        if (protocol._lingering or protocol._shutting_down or transport.is_closing()
+                or protocol.conn.their_state is not h11.SEND_BODY or not transport.can_write_eof()):
+            transport.close()
+            return
+        transport.write_eof()
+        protocol._lingering = 1
+        protocol.flow.resume_reading()  # the body must be read (and dropped), else the client blocks, then resets
+        protocol.loop.call_later(LINGER_S, transport.close)
+
+
 class JsonErrorProtocol(H11Protocol):
     """uvicorn's h11 protocol, answering malformed requests as the API answers errors (see the module docstring).
     Use the class that json_error_protocol(settings) makes: it carries the log limiter."""
@@ -111,9 +136,14 @@ class JsonErrorProtocol(H11Protocol):
         self._lingering = 0  # bytes discarded after an error answer; > 0 once lingering
         self._address: str | None = None  # counted in per_client while set
         self._header_timer = None  # closes a connection with no whole request head after header_timeout_s
+        self._shutting_down = False  # the server's shutdown closes at once, without lingering
+
+    def shutdown(self) -> None:
+        self._shutting_down = True
+        super().shutdown()
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))
         if self.by_activity is not None:
             self.by_activity[self] = None
         if self.per_client is not None:
@@ -151,6 +181,8 @@ class JsonErrorProtocol(H11Protocol):
         # it, so the header timer must go too: it would close a listening client's stream after header_timeout_s.
         self._uncount()
         self._cancel_header_timer()
+        if isinstance(self.transport, _LingeringTransport):  # the websocket gets the plain transport: no lingering
+            self.transport = self.transport._transport
         super().handle_websocket_upgrade(event)
 
     def _idle(self) -> bool:

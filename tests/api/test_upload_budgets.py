@@ -237,6 +237,20 @@ def test_uploads_at_once_are_bounded_and_slow_or_silent_bodies_are_cut_with_thei
     assert 'emotion_uploads_total{outcome="too_slow"} 2.0' in metrics
 
 
+def test_a_client_still_sending_the_body_of_a_refused_upload_reads_the_refusal_not_a_reset(server, budget_settings):
+    """An upload refused from its header (413 over max_upload_mb) is answered before its body is read; the server
+    then reads on and drops what the client still sends, so the client, sending to the end, gets the 413."""
+    base, _ = server
+    declared = int(budget_settings.max_upload_mb * 1024 * 1024) + 512 * 1024
+    sock = open_upload(base, declared)
+    try:
+        sock.sendall(b"x" * (declared - 200))  # the whole body, as a client that does not read while it sends
+        status, data = answer(sock)
+    finally:
+        sock.close()
+    assert status == 413 and b"over the limit" in data
+
+
 def test_connections_are_bounded_in_all_and_per_address_and_health_still_answers(server, budget_settings):
     base, _ = server
     host, port = base.removeprefix("http://").split(":")
