@@ -28,6 +28,17 @@ def astronaut_image():
     return astronaut_bgr()
 
 
+@pytest.fixture(scope="session")
+def faceapi_package():
+    """npm @vladmandic/face-api as `make test` installs it (.cache/faceapi-node); its tests skip, saying so, without."""
+    from export.faceapi_package import FaceApiNotFound, find_faceapi
+
+    try:
+        return find_faceapi()
+    except FaceApiNotFound as exc:
+        pytest.skip(f"{exc} (make test installs it)")
+
+
 @pytest.fixture
 def settings(monkeypatch):
     # Tests must not read a developer's .env or EMOTION_* variables.

@@ -78,20 +78,10 @@ def test_missing_shard_is_named(tmp_path):
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def package():
-    from export.faceapi_package import FaceApiNotFound, find_faceapi
-
-    try:
-        return find_faceapi()
-    except FaceApiNotFound as exc:
-        pytest.skip(f"{exc} (make test installs it)")
-
-
-def test_face_api_weights_load_into_our_architecture_exactly(package):
+def test_face_api_weights_load_into_our_architecture_exactly(faceapi_package):
     from models.faceapi import WeightsMismatch, load_face_processor
 
-    weights = read_manifest(package.manifest("face_expression_model"))
+    weights = read_manifest(faceapi_package.manifest("face_expression_model"))
     assert len(weights) == 49 and weights["fc/weights"].shape == (256, 7)
     model = load_face_processor(weights, 7)
     assert torch.equal(model.fc.weight, torch.from_numpy(weights["fc/weights"].T.copy()))
@@ -105,7 +95,7 @@ def test_face_api_weights_load_into_our_architecture_exactly(package):
         load_face_processor(weights, 136)
 
 
-def test_embedded_bundle_matches_face_api_in_tensorflow_js_on_real_faces(package):
+def test_embedded_bundle_matches_face_api_in_tensorflow_js_on_real_faces(faceapi_package):
     """The bundle the service runs against face-api's own net (Node, TensorFlow.js CPU backend) on 40 real face
     crops of five expressions of four photographs."""
     from export.faceapi_expression import TFJS_TOLERANCE
@@ -117,7 +107,7 @@ def test_embedded_bundle_matches_face_api_in_tensorflow_js_on_real_faces(package
 
     bundle = ModelBundle.load(ASSETS_DIR / "bundles" / "faceapi-expression")
     crops = np.stack(real_photo_crops(112, 3))
-    reference = run_tfjs(package, "faceExpressionNet", crops)
+    reference = run_tfjs(faceapi_package, "faceExpressionNet", crops)
     assert reference["backend"] == "cpu" and reference["faceapi"] == "1.7.15"
     engine = OnnxEngine(bundle)
     # the bundle's temperature is the service's calibration; TensorFlow.js gives the plain softmax
@@ -132,12 +122,12 @@ def test_embedded_bundle_matches_face_api_in_tensorflow_js_on_real_faces(package
     assert bundle.spec.labels[np.argmax(ours[0])] == "happy"  # the astronaut smiles
 
 
-def test_reexport_reproduces_the_embedded_bundle(package, tmp_path):
+def test_reexport_reproduces_the_embedded_bundle(faceapi_package, tmp_path):
     from export.faceapi_expression import export_faceapi_expression
     from service.bundle import ModelBundle
     from service.config import ASSETS_DIR
 
-    fresh = export_faceapi_expression(tmp_path / "fa", package.npm_dir)
+    fresh = export_faceapi_expression(tmp_path / "fa", faceapi_package.npm_dir)
     embedded = ModelBundle.load(ASSETS_DIR / "bundles" / "faceapi-expression").spec
     skip = {"sha256", "parity", "frame_cache"}
     assert fresh.spec.model_dump(exclude=skip) == embedded.model_dump(exclude=skip)

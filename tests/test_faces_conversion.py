@@ -54,24 +54,14 @@ def test_bad_input_is_refused_clearly_and_edges_do_not_crash(nets, astronaut, tm
 # ---- against face-api.js in TensorFlow.js ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def package():
-    from export.faceapi_package import FaceApiNotFound, find_faceapi
-
-    try:
-        return find_faceapi()
-    except FaceApiNotFound as exc:
-        pytest.skip(f"{exc} (make test installs it)")
-
-
-@pytest.fixture(scope="module")
-def faces(package, astronaut):
+def faces(faceapi_package, astronaut):
     """The three photographs, a demo group photo (three people), and the astronaut at a fifth of her size (a face
     of 21 px, upsampled)."""
     from export.faceapi_faces import RealFace, real_faces
 
     x, y, w, h = astronaut.face
     tiny = RealFace("astronaut/5", np.ascontiguousarray(astronaut.image[::5, ::5]), (x / 5, y / 5, w / 5, h / 5))
-    return real_faces(package, ("sample1.jpg",)) + [tiny]
+    return real_faces(faceapi_package, ("sample1.jpg",)) + [tiny]
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +71,12 @@ def squares(faces, nets):
     return face_squares(faces, nets[0])
 
 
-def test_embedded_nets_match_face_api_in_tensorflow_js_on_real_faces(package, nets, squares):
+def test_embedded_nets_match_face_api_in_tensorflow_js_on_real_faces(faceapi_package, nets, squares):
     from export.faceapi_faces import NETS, TFJS_TOLERANCE, tfjs_parity
 
     runners = {"landmark68": nets[0].net.run, "recognition": nets[1].net.run}
     for net in NETS:
-        check = tfjs_parity(package, net, squares[net.key], runners[net.key])
+        check = tfjs_parity(faceapi_package, net, squares[net.key], runners[net.key])
         print(f"\n{net.file} vs face-api in TensorFlow.js {check['tfjs']} ({check['backend']}), {check['faces']} real "
               f"faces of {check['sides_px'][0]}..{check['sides_px'][1]} px: max abs diff {check['max_abs_diff']:.2e}")
         assert check["max_abs_diff"] < TFJS_TOLERANCE and check["backend"] == "cpu"
@@ -143,12 +133,12 @@ def test_levelled_alignment_levels_a_tilted_face(nets, astronaut):
     assert abs(eye_roll(points)) > 15 and abs(rolls[0]) < 4 and abs(rolls[1]) > 15
 
 
-def test_reexport_reproduces_the_embedded_nets(package, nets, squares, tmp_path):
+def test_reexport_reproduces_the_embedded_nets(faceapi_package, nets, squares, tmp_path):
     """`python -m export faces` (here checked against TensorFlow.js on the three photographs only) writes graphs
     that give what the embedded ones give."""
     from export.faceapi_faces import export_faces
 
-    fresh = export_faces(tmp_path, package.npm_dir, demo_photos=())
+    fresh = export_faces(tmp_path, faceapi_package.npm_dir, demo_photos=())
     embedded = provenance(FACES_DIR)
     for key, ours, theirs in (("landmark68", LandmarkNet(tmp_path), nets[0]),
                               ("recognition", DescriptorNet(tmp_path), nets[1])):
