@@ -108,14 +108,23 @@ class _LingeringTransport:
         return getattr(self._transport, name)
 
     def close(self) -> None:
+        protocol = self._protocol
+        if (protocol._lingering or protocol._shutting_down or self._transport.is_closing()
+                or protocol.conn.their_state is not h11.SEND_BODY):
+            self._transport.close()
+        else:
+            self.linger()
+
+    def linger(self) -> None:
+        """The answer is complete: end our side, read on and drop what comes for LINGER_S, then close (at once
+        where the transport cannot end one side)."""
         protocol, transport = self._protocol, self._transport
-        if (protocol._lingering or protocol._shutting_down or transport.is_closing()
-                or protocol.conn.their_state is not h11.SEND_BODY or not transport.can_write_eof()):
+        if not transport.can_write_eof():
             transport.close()
             return
         transport.write_eof()
-        protocol._lingering = 1
-        protocol.flow.resume_reading()  # the body must be read (and dropped), else the client blocks, then resets
+        protocol._lingering = 1  # data_received drops what still comes
+        protocol.flow.resume_reading()  # it must be read, else the client blocks, then is reset
         protocol.loop.call_later(LINGER_S, transport.close)
 
 
@@ -245,12 +254,7 @@ class JsonErrorProtocol(H11Protocol):
         body = json.dumps({"detail": detail}).encode()
         self.transport.write(f"HTTP/1.1 {code} {phrase}\r\ncontent-type: application/json\r\n"
                              f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
-        if not self.transport.can_write_eof():
-            self.transport.close()
-            return
-        self.transport.write_eof()  # the answer is complete; read on so the client is not reset mid-send
-        self._lingering = 1
-        self.loop.call_later(LINGER_S, self.transport.close)
+        self.transport.linger()  # read on, so that a client still sending is not reset before it reads this
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
